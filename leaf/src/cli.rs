@@ -1,0 +1,100 @@
+//! The `fanout-leaf` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use fanout_proto::ShardId;
+
+use crate::index::{ShardIndex, WriterOptions};
+use crate::schema::SchemaConfig;
+use crate::service::LeafService;
+
+/// Serves one replica of one shard over gRPC (fanout.v1.Leaf and grpc.health.v1).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fanout-leaf", version)]
+pub struct Args {
+    /// Address to listen on; port 0 picks a free port. Once bound, the leaf prints
+    /// `listening on ADDR` as the first line of standard output.
+    #[arg(long, env = "FANOUT_LEAF_LISTEN", default_value = "127.0.0.1:7000")]
+    pub listen: String,
+    /// Directory of this replica's index; created if missing.
+    #[arg(long, env = "FANOUT_LEAF_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The shard this replica serves.
+    #[arg(long, env = "FANOUT_LEAF_SHARD")]
+    pub shard: ShardId,
+    /// This replica's name in responses and logs (default: the listen address).
+    #[arg(long, env = "FANOUT_LEAF_REPLICA")]
+    pub replica: Option<String>,
+    /// Schema file (TOML); the built-in schema fits {id, title, body, author, date} documents.
+    #[arg(long, env = "FANOUT_LEAF_SCHEMA")]
+    pub schema: Option<PathBuf>,
+    /// Indexing threads.
+    #[arg(long, env = "FANOUT_LEAF_WRITER_THREADS", default_value_t = 1)]
+    pub writer_threads: usize,
+    /// Memory budget of the index writer, in MiB.
+    #[arg(long, env = "FANOUT_LEAF_WRITER_MEMORY_MB", default_value_t = 64)]
+    pub writer_memory_mb: usize,
+}
+
+/// Opens the index, binds, prints the bound address and serves until Ctrl-C or SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let schema = match &args.schema {
+        Some(path) => SchemaConfig::load(path)?,
+        None => SchemaConfig::default(),
+    };
+    let writer = WriterOptions {
+        threads: args.writer_threads.max(1),
+        memory_bytes: args.writer_memory_mb.max(15) << 20,
+    };
+    let data_dir = args.data_dir.clone();
+    let shard = args.shard;
+    let index = tokio::task::spawn_blocking(move || {
+        ShardIndex::open_or_create(&data_dir, shard, schema, &writer)
+    })
+    .await??;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let replica = args.replica.clone().unwrap_or_else(|| addr.to_string());
+    let leaf = LeafService::new(index, replica.clone());
+    tracing::info!(%addr, shard, %replica, docs = leaf.info().num_docs, "leaf serving");
+    println!("listening on {addr}");
+    crate::server::serve(listener, leaf, shutdown_signal()).await?;
+    tracing::info!(%addr, "leaf stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

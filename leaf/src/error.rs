@@ -1,0 +1,48 @@
+//! The leaf's one error type, mapped once to a gRPC status.
+
+use fanout_proto::ShardId;
+
+/// Why a leaf operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LeafError {
+    /// The query does not parse against the schema. The message is the parser's.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// A request parameter is out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A batch was routed to a leaf that does not serve its shard.
+    #[error("batch for shard {sent_to} was sent to a leaf serving shard {serves}")]
+    WrongShard { sent_to: ShardId, serves: ShardId },
+    /// The leaf's configuration or data directory is unusable.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// Tantivy failed (I/O, a corrupt index, ...).
+    #[error("index error: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    /// Anything else: a panicked or cancelled worker.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<tantivy::directory::error::OpenReadError> for LeafError {
+    fn from(e: tantivy::directory::error::OpenReadError) -> Self {
+        LeafError::Index(e.into())
+    }
+}
+
+impl From<LeafError> for tonic::Status {
+    fn from(e: LeafError) -> Self {
+        let message = e.to_string();
+        match e {
+            // The root maps INVALID_ARGUMENT to an HTTP 400 with this message.
+            LeafError::InvalidQuery(_) | LeafError::InvalidArgument(_) => {
+                tonic::Status::invalid_argument(message)
+            }
+            LeafError::WrongShard { .. } => tonic::Status::failed_precondition(message),
+            LeafError::Config(_) | LeafError::Index(_) | LeafError::Internal(_) => {
+                tonic::Status::internal(message)
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The thin gRPC adapter: converts between `fanout.v1` messages and [`LeafService`] calls.
+
+use fanout_proto::pb;
+use tonic::{Request, Response, Status};
+
+use crate::service::LeafService;
+
+/// [`LeafService`] as a tonic service.
+pub struct GrpcLeaf(pub LeafService);
+
+#[tonic::async_trait]
+impl pb::leaf_server::Leaf for GrpcLeaf {
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let req = request.into_inner();
+        let found = self
+            .0
+            .search(req.query, req.from as usize, req.size as usize)
+            .await?;
+        let hits = found
+            .hits
+            .into_iter()
+            .map(|h| pb::Hit {
+                id: h.id,
+                score: h.score,
+                fields_json: serde_json::Value::Object(h.fields).to_string(),
+            })
+            .collect();
+        Ok(Response::new(pb::SearchResponse {
+            shard: self.0.shard(),
+            replica: self.0.replica().to_string(),
+            total_hits: found.total_hits,
+            hits,
+            generation: found.generation,
+        }))
+    }
+
+    async fn index(
+        &self,
+        request: Request<pb::IndexRequest>,
+    ) -> Result<Response<pb::IndexResponse>, Status> {
+        let req = request.into_inner();
+        let docs = req.docs.into_iter().map(|d| d.json).collect();
+        let outcome = self.0.index(req.shard, req.num_shards, docs).await?;
+        Ok(Response::new(pb::IndexResponse {
+            accepted: outcome.accepted,
+            rejected: outcome
+                .rejected
+                .into_iter()
+                .map(|(position, reason)| pb::DocumentError { position, reason })
+                .collect(),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        _request: Request<pb::CommitRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        let (generation, num_docs) = self.0.commit().await?;
+        Ok(Response::new(pb::CommitResponse {
+            generation,
+            num_docs,
+        }))
+    }
+
+    async fn info(
+        &self,
+        _request: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::InfoResponse>, Status> {
+        let info = self.0.info();
+        Ok(Response::new(pb::InfoResponse {
+            shard: info.shard,
+            replica: info.replica,
+            num_docs: info.num_docs,
+            generation: info.generation,
+            id_field: info.id_field,
+            default_fields: info.default_fields,
+        }))
+    }
+}

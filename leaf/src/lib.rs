@@ -1,0 +1,23 @@
+//! A fanout leaf serves one replica of one shard: a tantivy index behind the `fanout.v1.Leaf`
+//! gRPC service.
+//!
+//! - [`schema`]: the schema file and the tantivy schema built from it.
+//! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
+//! - [`service`]: the leaf as a plain async API; runs index work off the async runtime.
+//! - [`grpc`]: the thin tonic adapter over the service.
+//! - [`server`]: `serve(listener, leaf, shutdown)`, with the gRPC health service.
+//! - [`error`]: the one error type, mapped once to gRPC status codes.
+//! - [`cli`]: the `fanout-leaf` command line.
+
+pub mod cli;
+pub mod error;
+pub mod grpc;
+pub mod index;
+pub mod schema;
+pub mod server;
+pub mod service;
+
+pub use error::LeafError;
+pub use index::{ShardIndex, WriterOptions};
+pub use schema::SchemaConfig;
+pub use service::LeafService;

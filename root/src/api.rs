@@ -1,0 +1,90 @@
+//! The HTTP API, version 1.
+//!
+//! - `GET /v1/search?q=...&size=10&from=0&timeout_ms=...` and `POST /v1/search` with the same
+//!   fields as a JSON body: search every shard, return the merged page.
+//! - `GET /v1/health`: liveness; 200 while the process serves HTTP.
+//! - `GET /v1/ready`: readiness; 200 while every shard has a reachable replica, else 503 naming
+//!   the shards without one.
+//! - `GET /metrics`: Prometheus metrics, when the root was given a recorder.
+//!
+//! Anything else is a JSON 404. Errors are `{"error": {"status": N, "reason": "..."}}`.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::cluster::Cluster;
+use crate::config::RootConfig;
+use crate::error::ApiError;
+use crate::health::unavailable_shards;
+use crate::search::{search, SearchParams, SearchResult};
+
+/// What every handler shares.
+pub struct RootState {
+    pub cluster: Arc<Cluster>,
+    pub config: RootConfig,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// The root's routes.
+pub fn router(state: Arc<RootState>) -> Router {
+    Router::new()
+        .route("/v1/search", get(search_get).post(search_post))
+        .route(
+            "/v1/health",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route("/v1/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::NotFound(format!(
+                "no route for {uri}; see /v1/search, /v1/health, /v1/ready"
+            ))
+        })
+        .with_state(state)
+}
+
+async fn search_get(
+    State(state): State<Arc<RootState>>,
+    params: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Json<SearchResult>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    run(&state, params).await
+}
+
+async fn search_post(
+    State(state): State<Arc<RootState>>,
+    params: Result<Json<SearchParams>, JsonRejection>,
+) -> Result<Json<SearchResult>, ApiError> {
+    let Json(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    run(&state, params).await
+}
+
+async fn run(state: &RootState, params: SearchParams) -> Result<Json<SearchResult>, ApiError> {
+    let plan = params.validate(&state.config)?;
+    let result = search(&state.cluster, &plan).await?;
+    Ok(Json(result))
+}
+
+async fn ready(State(state): State<Arc<RootState>>) -> Response {
+    let missing = unavailable_shards(&state.cluster);
+    if missing.is_empty() {
+        Json(serde_json::json!({ "ready": true })).into_response()
+    } else {
+        let body = serde_json::json!({ "ready": false, "shards_without_replica": missing });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<RootState>>) -> Response {
+    match &state.metrics {
+        Some(handle) => handle.render().into_response(),
+        None => ApiError::NotFound("metrics are not enabled on this root".into()).into_response(),
+    }
+}

@@ -1,0 +1,105 @@
+//! The `fanout-root` command line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use fanout_proto::Topology;
+
+use crate::api::RootState;
+use crate::cluster::Cluster;
+use crate::config::RootConfig;
+
+/// Serves the fanout HTTP search API over a cluster of leaves.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "fanout-root", version)]
+pub struct Args {
+    /// Address to listen on; port 0 picks a free port. Once bound, the root prints
+    /// `listening on ADDR` as the first line of standard output.
+    #[arg(long, env = "FANOUT_ROOT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Topology file (TOML) naming every shard's replicas.
+    #[arg(long, env = "FANOUT_ROOT_TOPOLOGY", conflicts_with = "shard")]
+    pub topology: Option<PathBuf>,
+    /// A shard and its replicas, `ID=HOST:PORT[,HOST:PORT...]`; repeat for every shard.
+    #[arg(long, value_name = "SPEC")]
+    pub shard: Vec<String>,
+    /// Deadline of a search that names none, in milliseconds.
+    #[arg(long, env = "FANOUT_ROOT_DEFAULT_TIMEOUT_MS", default_value_t = 2_000)]
+    pub default_timeout_ms: u64,
+    /// Longest deadline a search may ask for, in milliseconds.
+    #[arg(long, env = "FANOUT_ROOT_MAX_TIMEOUT_MS", default_value_t = 30_000)]
+    pub max_timeout_ms: u64,
+    /// How often replicas' health is probed, in milliseconds.
+    #[arg(long, env = "FANOUT_ROOT_PROBE_INTERVAL_MS", default_value_t = 1_000)]
+    pub probe_interval_ms: u64,
+}
+
+impl Args {
+    /// The topology from `--topology` or `--shard`.
+    pub fn topology(&self) -> anyhow::Result<Topology> {
+        match &self.topology {
+            Some(path) => Ok(Topology::load(path)?),
+            None if !self.shard.is_empty() => Ok(Topology::from_specs(&self.shard)?),
+            None => anyhow::bail!("no topology: pass --topology FILE or --shard ID=HOST:PORT,..."),
+        }
+    }
+
+    /// The configuration these flags describe.
+    pub fn config(&self) -> RootConfig {
+        RootConfig {
+            default_timeout: Duration::from_millis(self.default_timeout_ms.max(1)),
+            max_timeout: Duration::from_millis(self.max_timeout_ms.max(self.default_timeout_ms)),
+            probe_interval: Duration::from_millis(self.probe_interval_ms.max(10)),
+            ..RootConfig::default()
+        }
+    }
+}
+
+/// Binds, prints the bound address and serves until Ctrl-C or SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let topology = args.topology()?;
+    let config = args.config();
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let cluster = Arc::new(Cluster::connect(&topology, &config)?);
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, shards = topology.num_shards(), "root serving");
+    println!("listening on {addr}");
+    let state = Arc::new(RootState {
+        cluster,
+        config,
+        metrics: Some(metrics),
+    });
+    crate::server::serve(listener, state, shutdown_signal()).await?;
+    tracing::info!(%addr, "root stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

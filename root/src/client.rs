@@ -1,0 +1,133 @@
+//! How a root talks to one replica: the [`LeafClient`] trait, its gRPC implementation, and the
+//! per-shard error it reports.
+//!
+//! The scatter logic sees only the trait, so tests drive it with in-process fakes (a slow
+//! replica, a dead one) without a network.
+
+use std::time::Duration;
+
+use fanout_proto::pb;
+use fanout_proto::ReplicaAddr;
+use futures::future::BoxFuture;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest gRPC message a root accepts from a leaf.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Why one attempt at one shard failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// No answer before the request's deadline.
+    #[error("no answer within the deadline")]
+    Timeout,
+    /// The replica could not be reached or refused the request (not serving, shutting down).
+    #[error("replica unavailable: {0}")]
+    Unavailable(String),
+    /// The request itself is bad (an unparsable query): every replica would say the same.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The replica failed while serving the request.
+    #[error("leaf error: {0}")]
+    Leaf(String),
+}
+
+impl ShardError {
+    /// Whether another replica might answer where this one failed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, ShardError::InvalidArgument(_))
+    }
+
+    /// Classifies a gRPC status from a leaf.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        use tonic::Code;
+        let message = status.message().to_string();
+        match status.code() {
+            Code::DeadlineExceeded | Code::Cancelled => ShardError::Timeout,
+            Code::InvalidArgument => ShardError::InvalidArgument(message),
+            Code::Unavailable | Code::Unknown | Code::ResourceExhausted | Code::Aborted => {
+                ShardError::Unavailable(if message.is_empty() {
+                    status.code().to_string()
+                } else {
+                    message
+                })
+            }
+            _ => ShardError::Leaf(message),
+        }
+    }
+}
+
+/// One replica of one shard, as the root sees it.
+pub trait LeafClient: Send + Sync + 'static {
+    /// Runs a search, giving up after `timeout`.
+    fn search(
+        &self,
+        request: pb::SearchRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::SearchResponse, ShardError>>;
+
+    /// Whether the replica says it is serving, within `timeout`.
+    fn check_health(&self, timeout: Duration) -> BoxFuture<'static, bool>;
+}
+
+/// A [`LeafClient`] over a lazily connected gRPC channel, which reconnects by itself.
+#[derive(Clone)]
+pub struct GrpcLeafClient {
+    leaf: pb::leaf_client::LeafClient<Channel>,
+    health: tonic_health::pb::health_client::HealthClient<Channel>,
+}
+
+impl GrpcLeafClient {
+    /// A client for `addr`; connects on first use, and gives up connecting after
+    /// `connect_timeout` so that a dead host fails fast instead of eating the deadline.
+    pub fn new(
+        addr: &ReplicaAddr,
+        connect_timeout: Duration,
+    ) -> Result<Self, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(addr.as_uri().to_string())?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Self {
+            leaf: pb::leaf_client::LeafClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            health: tonic_health::pb::health_client::HealthClient::new(channel),
+        })
+    }
+}
+
+impl LeafClient for GrpcLeafClient {
+    fn search(
+        &self,
+        request: pb::SearchRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::SearchResponse, ShardError>> {
+        let mut leaf = self.leaf.clone();
+        Box::pin(async move {
+            let mut request = tonic::Request::new(request);
+            // Sent as grpc-timeout, so the leaf knows how long the root will wait.
+            request.set_timeout(timeout);
+            let call = leaf.search(request);
+            match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(response)) => Ok(response.into_inner()),
+                Ok(Err(status)) => Err(ShardError::from_status(&status)),
+                Err(_) => Err(ShardError::Timeout),
+            }
+        })
+    }
+
+    fn check_health(&self, timeout: Duration) -> BoxFuture<'static, bool> {
+        let mut health = self.health.clone();
+        Box::pin(async move {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: fanout_proto::LEAF_SERVICE_NAME.to_string(),
+            };
+            let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+            matches!(
+                tokio::time::timeout(timeout, health.check(request)).await,
+                Ok(Ok(response)) if response.get_ref().status == serving
+            )
+        })
+    }
+}

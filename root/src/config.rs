@@ -1,0 +1,37 @@
+//! The root's configuration: a plain struct with documented defaults. Nothing here reads the
+//! environment; the command line fills it in.
+
+use std::time::Duration;
+
+/// How a root serves searches.
+#[derive(Clone, Debug)]
+pub struct RootConfig {
+    /// Deadline of a search that names none. Default 2 s.
+    pub default_timeout: Duration,
+    /// Longest deadline a search may ask for. Default 30 s.
+    pub max_timeout: Duration,
+    /// Largest `size` of a page. Default 1,000.
+    pub max_size: usize,
+    /// Largest `from + size`: every shard returns that many hits. Default 10,000.
+    pub max_window: usize,
+    /// How long connecting to a replica may take before it counts as down. Default 500 ms.
+    pub connect_timeout: Duration,
+    /// How often replicas' gRPC health is probed. Default 1 s.
+    pub probe_interval: Duration,
+    /// How long a health probe waits. Default 500 ms.
+    pub probe_timeout: Duration,
+}
+
+impl Default for RootConfig {
+    fn default() -> Self {
+        Self {
+            default_timeout: Duration::from_secs(2),
+            max_timeout: Duration::from_secs(30),
+            max_size: 1_000,
+            max_window: 10_000,
+            connect_timeout: Duration::from_millis(500),
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+        }
+    }
+}

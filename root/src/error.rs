@@ -1,0 +1,41 @@
+//! The HTTP boundary's one error type: each variant maps once to a status code and a JSON body
+//! `{"error": {"status": 400, "reason": "..."}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// Why an HTTP request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed: a bad parameter, an unparsable query.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such route.
+    #[error("{0}")]
+    NotFound(String),
+    /// Not a single shard answered.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({
+            "error": { "status": status.as_u16(), "reason": self.to_string() }
+        });
+        (status, Json(body)).into_response()
+    }
+}

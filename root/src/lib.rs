@@ -1,0 +1,31 @@
+//! A fanout root: the stateless HTTP frontend. For each query it scatters to every shard,
+//! picks a replica of each, and gathers the partial top-k into one page.
+//!
+//! - [`api`]: the `/v1` HTTP routes.
+//! - [`search`]: one search from parameters to response: validate, scatter, merge, report.
+//! - [`scatter`]: fan-out to every shard with replica failover, bounded by the deadline.
+//! - [`merge`]: the pure merge of partial top-k lists and the documented rank order.
+//! - [`cluster`]: each shard's replica set and what the root knows of each replica.
+//! - [`client`]: the [`client::LeafClient`] trait, its gRPC implementation, the per-shard error.
+//! - [`health`]: the background health prober and readiness.
+//! - [`config`]: the root's configuration and its defaults.
+//! - [`error`]: the HTTP boundary's error type.
+//! - [`server`]: `serve(listener, state, shutdown)`.
+//! - [`cli`]: the `fanout-root` command line.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod merge;
+pub mod scatter;
+pub mod search;
+pub mod server;
+
+pub use api::RootState;
+pub use client::{LeafClient, ShardError};
+pub use cluster::Cluster;
+pub use config::RootConfig;

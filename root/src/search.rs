@@ -1,0 +1,250 @@
+//! One search from request to response: validate, scatter, merge, report.
+
+use std::time::Duration;
+
+use fanout_proto::{pb, ShardId};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use crate::client::ShardError;
+use crate::cluster::Cluster;
+use crate::config::RootConfig;
+use crate::error::ApiError;
+use crate::merge::{merge_top_k, ShardHit};
+use crate::scatter::scatter;
+
+/// A search as the HTTP API takes it, from the query string or a JSON body.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Tantivy query syntax: `+must -not "a phrase" field:term`.
+    pub q: Option<String>,
+    /// Hits per page; default 10.
+    pub size: Option<usize>,
+    /// Hits to skip; default 0.
+    pub from: Option<usize>,
+    /// Milliseconds to wait for shards; default and maximum come from the root's configuration.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A validated search.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchPlan {
+    pub query: String,
+    pub size: usize,
+    pub from: usize,
+    pub timeout: Duration,
+}
+
+impl SearchParams {
+    /// Checks the parameters against the configured limits, with a message that names the limit.
+    pub fn validate(self, config: &RootConfig) -> Result<SearchPlan, ApiError> {
+        let query = self.q.unwrap_or_default();
+        if query.trim().is_empty() {
+            return Err(ApiError::BadRequest(
+                "parameter q is required: a query such as `dog` or `+title:dog -cat` (`*` matches everything)".into(),
+            ));
+        }
+        let size = self.size.unwrap_or(10);
+        if size > config.max_size {
+            return Err(ApiError::BadRequest(format!(
+                "size must be at most {}, got {size}",
+                config.max_size
+            )));
+        }
+        let from = self.from.unwrap_or(0);
+        if from.saturating_add(size) > config.max_window {
+            return Err(ApiError::BadRequest(format!(
+                "from + size must be at most {}, got {}",
+                config.max_window,
+                from.saturating_add(size)
+            )));
+        }
+        let timeout = match self.timeout_ms {
+            None => config.default_timeout,
+            Some(0) => return Err(ApiError::BadRequest("timeout_ms must be at least 1".into())),
+            Some(ms) if Duration::from_millis(ms) > config.max_timeout => {
+                return Err(ApiError::BadRequest(format!(
+                    "timeout_ms must be at most {}, got {ms}",
+                    config.max_timeout.as_millis()
+                )))
+            }
+            Some(ms) => Duration::from_millis(ms),
+        };
+        Ok(SearchPlan {
+            query,
+            size,
+            from,
+            timeout,
+        })
+    }
+}
+
+/// The response body of `/v1/search`.
+#[derive(Debug, Serialize)]
+pub struct SearchResult {
+    pub took_ms: u64,
+    /// Matches over the shards that answered.
+    pub total_hits: u64,
+    /// True when a shard did not answer, so hits and totals may be missing some documents.
+    pub partial: bool,
+    pub hits: Vec<HitOut>,
+    pub shards: ShardsSummary,
+}
+
+/// One hit of the response.
+#[derive(Debug, Serialize)]
+pub struct HitOut {
+    pub id: String,
+    pub score: f32,
+    pub shard: ShardId,
+    /// The stored fields, exactly as the leaf sent them.
+    pub fields: Box<RawValue>,
+}
+
+/// Which shards answered.
+#[derive(Debug, Serialize)]
+pub struct ShardsSummary {
+    pub total: usize,
+    pub successful: usize,
+    pub failed: Vec<ShardFailure>,
+}
+
+/// A shard that contributed nothing, and why.
+#[derive(Debug, Serialize)]
+pub struct ShardFailure {
+    pub shard: ShardId,
+    pub reason: String,
+}
+
+/// Runs a validated search over the cluster.
+pub async fn search(cluster: &Cluster, plan: &SearchPlan) -> Result<SearchResult, ApiError> {
+    let started = Instant::now();
+    let deadline = started + plan.timeout;
+    // Each shard returns its own top from+size; the page is cut after merging.
+    let window = plan.from + plan.size;
+    let request = pb::SearchRequest {
+        query: plan.query.clone(),
+        size: window as u32,
+        from: 0,
+        timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
+    };
+    let outcomes = scatter(cluster, &request, deadline).await;
+
+    let mut failed = Vec::new();
+    let mut partials = Vec::with_capacity(outcomes.len());
+    let mut total_hits = 0;
+    for outcome in outcomes {
+        metrics::counter!("fanout_root_leaf_attempts_total").increment(u64::from(outcome.attempts));
+        match outcome.result {
+            Ok((_, response)) => {
+                total_hits += response.total_hits;
+                partials.push(
+                    response
+                        .hits
+                        .into_iter()
+                        .map(|h| ShardHit {
+                            id: h.id,
+                            score: h.score,
+                            shard: outcome.shard,
+                            fields: h.fields_json,
+                        })
+                        .collect(),
+                );
+            }
+            // The query is the same on every shard: one shard's parser error is the answer.
+            Err(ShardError::InvalidArgument(message)) => return Err(ApiError::BadRequest(message)),
+            Err(e) => failed.push(ShardFailure {
+                shard: outcome.shard,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    let total = cluster.shards().len();
+    if failed.len() == total {
+        let reasons: Vec<String> = failed
+            .iter()
+            .map(|f| format!("shard {}: {}", f.shard, f.reason))
+            .collect();
+        return Err(ApiError::Unavailable(format!(
+            "no shard answered ({})",
+            reasons.join("; ")
+        )));
+    }
+    let hits = merge_top_k(partials, plan.from, plan.size)
+        .into_iter()
+        .map(|h| HitOut {
+            id: h.id,
+            score: h.score,
+            shard: h.shard,
+            fields: RawValue::from_string(h.fields)
+                .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid JSON")),
+        })
+        .collect();
+    if !failed.is_empty() {
+        metrics::counter!("fanout_root_partial_responses_total").increment(1);
+    }
+    let took = started.elapsed();
+    metrics::histogram!("fanout_root_search_seconds").record(took.as_secs_f64());
+    Ok(SearchResult {
+        took_ms: took.as_millis() as u64,
+        total_hits,
+        partial: !failed.is_empty(),
+        hits,
+        shards: ShardsSummary {
+            total,
+            successful: total - failed.len(),
+            failed,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(q: &str) -> SearchParams {
+        SearchParams {
+            q: Some(q.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_apply_and_limits_are_named() {
+        let config = RootConfig::default();
+        let plan = params("dog").validate(&config).unwrap();
+        assert_eq!(
+            (plan.size, plan.from, plan.timeout),
+            (10, 0, config.default_timeout)
+        );
+
+        let err = SearchParams {
+            size: Some(1001),
+            ..params("dog")
+        }
+        .validate(&config)
+        .unwrap_err();
+        assert_eq!(err.to_string(), "size must be at most 1000, got 1001");
+        let err = SearchParams {
+            from: Some(9_995),
+            ..params("dog")
+        }
+        .validate(&config)
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "from + size must be at most 10000, got 10005"
+        );
+        let err = SearchParams {
+            timeout_ms: Some(60_000),
+            ..params("dog")
+        }
+        .validate(&config)
+        .unwrap_err();
+        assert!(err.to_string().contains("at most 30000"), "{err}");
+        let err = params("  ").validate(&config).unwrap_err();
+        assert!(err.to_string().contains("q is required"), "{err}");
+    }
+}
