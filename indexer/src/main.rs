@@ -1,1 +1,19 @@
-fn main() {}
+use clap::Parser;
+
+#[tokio::main]
+async fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let args = fanout_indexer::cli::Args::parse();
+    match fanout_indexer::cli::run(args).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("fanout-indexer: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -38,3 +38,42 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
+
+/// A leaf served on a background task, for embedding and tests.
+pub struct LeafHandle {
+    /// The bound address.
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl LeafHandle {
+    /// Binds `addr` (port 0 picks a free port) and serves `leaf` on a background task.
+    pub async fn spawn(addr: &str, leaf: LeafService) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, leaf, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for LeafHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

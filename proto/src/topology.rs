@@ -117,7 +117,7 @@ impl From<Topology> for TopologyFile {
 pub enum TopologyError {
     #[error("invalid replica address {0:?}: {1}")]
     BadAddress(String, &'static str),
-    #[error("the topology has no shards")]
+    #[error("the topology has no shards (pass a topology file or ID=HOST:PORT,... specs)")]
     Empty,
     #[error("shard ids must be 0..{expected_len} with each id once; found {found:?}")]
     BadShardIds {
@@ -188,6 +188,17 @@ impl Topology {
             })
             .collect::<Result<_, TopologyError>>()?;
         Self::new(shards)
+    }
+
+    /// The topology a command line names: a file, or else `ID=HOST:PORT,...` specs.
+    pub fn from_file_or_specs<S: AsRef<str>>(
+        file: Option<&Path>,
+        specs: &[S],
+    ) -> Result<Self, TopologyError> {
+        match file {
+            Some(path) => Self::load(path),
+            None => Self::from_specs(specs),
+        }
     }
 
     /// Parses a topology file's text.

@@ -39,12 +39,8 @@ pub struct Args {
 
 impl Args {
     /// The topology from `--topology` or `--shard`.
-    pub fn topology(&self) -> anyhow::Result<Topology> {
-        match &self.topology {
-            Some(path) => Ok(Topology::load(path)?),
-            None if !self.shard.is_empty() => Ok(Topology::from_specs(&self.shard)?),
-            None => anyhow::bail!("no topology: pass --topology FILE or --shard ID=HOST:PORT,..."),
-        }
+    pub fn topology(&self) -> Result<Topology, fanout_proto::TopologyError> {
+        Topology::from_file_or_specs(self.topology.as_deref(), &self.shard)
     }
 
     /// The configuration these flags describe.

@@ -1,0 +1,344 @@
+//! One indexing run: read the inputs on a thread, route each document to its shard by the
+//! `fanout.v1` shard function, and feed per-shard writers that run concurrently, one batch in
+//! flight per shard so that a later version of a document never overtakes an earlier one.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fanout_proto::{shard_for_id, ShardId, Topology};
+use tokio::sync::mpsc;
+
+use crate::ndjson::{extract_id, Line, LineError, LineReader};
+use crate::writer::{Batch, ReplicaFailure, ShardWriter};
+
+/// How a run batches, limits and retries.
+#[derive(Clone, Debug)]
+pub struct IndexerOptions {
+    /// The documents' id field.
+    pub id_field: String,
+    /// Documents per batch. Default 1,000.
+    pub batch_docs: usize,
+    /// Bytes per batch (a batch may exceed it by one document). Default 4 MiB.
+    pub batch_bytes: usize,
+    /// Longest accepted line; longer lines are rejected without being held in memory.
+    /// Default 10 MiB.
+    pub max_line_bytes: usize,
+    /// Retries of a failed request to a replica before it counts as down. Default 5.
+    pub retries: u32,
+    /// First backoff between retries; doubles each time, up to 5 s. Default 100 ms.
+    pub initial_backoff: Duration,
+    /// Deadline of one request to a replica. Default 60 s.
+    pub request_timeout: Duration,
+    /// How long connecting to a replica may take. Default 2 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for IndexerOptions {
+    fn default() -> Self {
+        Self {
+            id_field: "id".into(),
+            batch_docs: 1_000,
+            batch_bytes: 4 << 20,
+            max_line_bytes: 10 << 20,
+            retries: 5,
+            initial_backoff: Duration::from_millis(100),
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One input: a name for messages and a byte stream (plain or gzip NDJSON).
+pub struct Input {
+    pub name: Arc<str>,
+    pub reader: Box<dyn Read + Send>,
+}
+
+impl Input {
+    /// A file; `-` is standard input.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        if path == Path::new("-") {
+            return Ok(Self::stdin());
+        }
+        let file = std::fs::File::open(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+        })?;
+        Ok(Self {
+            name: path.display().to_string().into(),
+            reader: Box::new(file),
+        })
+    }
+
+    /// Standard input.
+    pub fn stdin() -> Self {
+        Self {
+            name: "<stdin>".into(),
+            reader: Box::new(io::stdin()),
+        }
+    }
+
+    /// Bytes held in memory, for tests and embedding.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Self {
+        Self {
+            name: name.into(),
+            reader: Box::new(io::Cursor::new(bytes)),
+        }
+    }
+}
+
+/// A line that was not indexed, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub source: Arc<str>,
+    pub line: u64,
+    pub reason: LineError,
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.source, self.line, self.reason)
+    }
+}
+
+/// Collects rejects from the reader and the shard writers: counts them, keeps the first few for
+/// the summary, and writes every one to an optional rejects file as NDJSON.
+pub struct RejectLog {
+    inner: Mutex<RejectLogInner>,
+}
+
+struct RejectLogInner {
+    count: u64,
+    sample: Vec<Reject>,
+    file: Option<Box<dyn Write + Send>>,
+    file_error: Option<io::Error>,
+}
+
+/// How many rejects a summary keeps.
+pub const REJECT_SAMPLE: usize = 20;
+
+impl RejectLog {
+    /// A log that also writes every reject to `file`, if given.
+    pub fn new(file: Option<Box<dyn Write + Send>>) -> Self {
+        Self {
+            inner: Mutex::new(RejectLogInner {
+                count: 0,
+                sample: Vec::new(),
+                file,
+                file_error: None,
+            }),
+        }
+    }
+
+    /// Records one reject.
+    pub fn record(&self, reject: Reject) {
+        let mut inner = self.inner.lock().expect("reject log poisoned");
+        inner.count += 1;
+        if let Some(file) = inner.file.as_mut() {
+            let line = serde_json::json!({
+                "source": &*reject.source, "line": reject.line, "reason": reject.reason.to_string()
+            });
+            if let Err(e) = writeln!(file, "{line}") {
+                inner.file_error.get_or_insert(e);
+                inner.file = None;
+            }
+        }
+        if inner.sample.len() < REJECT_SAMPLE {
+            inner.sample.push(reject);
+        }
+    }
+
+    fn finish(&self) -> (u64, Vec<Reject>, Option<io::Error>) {
+        let mut inner = self.inner.lock().expect("reject log poisoned");
+        if let Some(file) = inner.file.as_mut() {
+            if let Err(e) = file.flush() {
+                inner.file_error.get_or_insert(e);
+            }
+        }
+        (
+            inner.count,
+            std::mem::take(&mut inner.sample),
+            inner.file_error.take(),
+        )
+    }
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Summary {
+    /// Lines read, good and bad.
+    pub lines: u64,
+    /// Bytes read (after decompression).
+    pub bytes: u64,
+    /// Documents acknowledged and committed by every replica of their shard.
+    pub docs_indexed: u64,
+    /// Documents indexed per shard.
+    pub per_shard: Vec<u64>,
+    /// Lines not indexed.
+    pub rejected: u64,
+    /// The first rejected lines, in the order they were found.
+    pub sample_rejects: Vec<Reject>,
+    /// Replicas that stopped taking writes.
+    pub replica_failures: Vec<ReplicaFailure>,
+    /// Inputs that could not be read to the end.
+    pub input_errors: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Whether everything that was readable got indexed on every replica.
+    pub fn is_complete(&self) -> bool {
+        self.replica_failures.is_empty() && self.input_errors.is_empty()
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid replica address: {0}")]
+    Address(#[from] tonic::transport::Error),
+    #[error("cannot write the rejects file: {0}")]
+    RejectsFile(io::Error),
+}
+
+/// Indexes `inputs` into the cluster `topology` describes.
+pub async fn index_inputs(
+    topology: &Topology,
+    inputs: Vec<Input>,
+    options: &IndexerOptions,
+    rejects: Arc<RejectLog>,
+) -> Result<Summary, RunError> {
+    let started = Instant::now();
+    let num_shards = topology.num_shards();
+    let mut senders = Vec::new();
+    let mut workers = Vec::new();
+    for spec in topology.shards() {
+        let mut writer = ShardWriter::new(spec, num_shards, options.clone())?;
+        // Capacity 1: one batch in flight and one waiting per shard bounds memory.
+        let (tx, mut rx) = mpsc::channel::<Batch>(1);
+        let rejects = Arc::clone(&rejects);
+        workers.push(tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                writer.write(batch, &rejects).await;
+            }
+            writer.finish().await
+        }));
+        senders.push(tx);
+    }
+
+    let reader_options = options.clone();
+    let reader_rejects = Arc::clone(&rejects);
+    let reader = tokio::task::spawn_blocking(move || {
+        read_and_route(
+            inputs,
+            num_shards,
+            &reader_options,
+            &reader_rejects,
+            &senders,
+        )
+    });
+    let read = reader.await.expect("the reader thread does not panic");
+
+    let mut per_shard = vec![0; num_shards as usize];
+    let mut replica_failures = Vec::new();
+    for worker in workers {
+        let report = worker.await.expect("shard writers do not panic");
+        per_shard[report.shard as usize] = report.docs_indexed;
+        replica_failures.extend(report.failures);
+    }
+    let (rejected, sample_rejects, file_error) = rejects.finish();
+    if let Some(e) = file_error {
+        return Err(RunError::RejectsFile(e));
+    }
+    Ok(Summary {
+        lines: read.lines,
+        bytes: read.bytes,
+        docs_indexed: per_shard.iter().sum(),
+        per_shard,
+        rejected,
+        sample_rejects,
+        replica_failures,
+        input_errors: read.errors,
+        elapsed: started.elapsed(),
+    })
+}
+
+struct ReadTotals {
+    lines: u64,
+    bytes: u64,
+    errors: Vec<String>,
+}
+
+/// The reader thread: numbered lines in, per-shard batches out.
+fn read_and_route(
+    inputs: Vec<Input>,
+    num_shards: u32,
+    options: &IndexerOptions,
+    rejects: &RejectLog,
+    senders: &[mpsc::Sender<Batch>],
+) -> ReadTotals {
+    let mut totals = ReadTotals {
+        lines: 0,
+        bytes: 0,
+        errors: Vec::new(),
+    };
+    let mut batches: Vec<Batch> = (0..num_shards).map(|_| Batch::default()).collect();
+    let send = |shard: ShardId, batch: Batch| {
+        // Fails only if the writer task is gone, which only happens if it panicked.
+        let _ = senders[shard as usize].blocking_send(batch);
+    };
+    for input in inputs {
+        let name = Arc::clone(&input.name);
+        let mut reader = match LineReader::open(input.reader, options.max_line_bytes) {
+            Ok(reader) => reader,
+            Err(e) => {
+                totals.errors.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        loop {
+            let (number, line) = match reader.next_line() {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(e) => {
+                    let after = totals.lines;
+                    totals
+                        .errors
+                        .push(format!("{name}: read error after {after} lines: {e}"));
+                    break;
+                }
+            };
+            totals.lines += 1;
+            let routed = match line {
+                Line::Text(text) => extract_id(&text, &options.id_field).map(|id| (id, text)),
+                Line::Bad(e) => Err(e),
+            };
+            match routed {
+                Ok((id, text)) => {
+                    let shard = shard_for_id(&id, num_shards);
+                    let batch = &mut batches[shard as usize];
+                    batch.bytes += text.len();
+                    batch.docs.push(text);
+                    batch.origins.push((Arc::clone(&name), number));
+                    if batch.docs.len() >= options.batch_docs || batch.bytes >= options.batch_bytes
+                    {
+                        send(shard, std::mem::take(batch));
+                    }
+                }
+                Err(reason) => rejects.record(Reject {
+                    source: Arc::clone(&name),
+                    line: number,
+                    reason,
+                }),
+            }
+        }
+        totals.bytes += reader.bytes_read();
+    }
+    for (shard, batch) in batches.into_iter().enumerate() {
+        if !batch.docs.is_empty() {
+            send(shard as ShardId, batch);
+        }
+    }
+    totals
+}

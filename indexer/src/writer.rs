@@ -1,0 +1,245 @@
+//! Writing one shard: every batch goes to every replica of the shard, with retries and backoff;
+//! a document counts as indexed only when all replicas acknowledged it and committed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fanout_proto::pb::leaf_client::LeafClient;
+use fanout_proto::pb::{self, CommitRequest, IndexRequest};
+use fanout_proto::{ReplicaAddr, ShardId, ShardSpec};
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+use crate::ndjson::LineError;
+use crate::run::{IndexerOptions, Reject, RejectLog};
+
+/// Largest gRPC message the indexer sends: must stay under the leaves' limit.
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Documents bound for one shard, with the input lines they came from.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub docs: Vec<String>,
+    pub origins: Vec<(Arc<str>, u64)>,
+    pub bytes: usize,
+}
+
+/// A replica that stopped taking writes, and what it missed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaFailure {
+    pub shard: ShardId,
+    pub replica: ReplicaAddr,
+    /// Documents of this input the replica does not have.
+    pub docs_missed: u64,
+    pub reason: String,
+}
+
+struct ReplicaWriter {
+    addr: ReplicaAddr,
+    client: LeafClient<Channel>,
+    /// Set once the replica failed after retries; it is not written to again in this run.
+    failure: Option<String>,
+}
+
+/// Writes one shard's batches, in order, to all of its replicas.
+pub struct ShardWriter {
+    shard: ShardId,
+    num_shards: u32,
+    replicas: Vec<ReplicaWriter>,
+    options: IndexerOptions,
+    /// Documents the replicas accepted in this run (not yet committed).
+    accepted: u64,
+}
+
+/// What became of one shard at the end of a run.
+#[derive(Debug)]
+pub struct ShardReport {
+    pub shard: ShardId,
+    /// Documents acknowledged and committed by every replica.
+    pub docs_indexed: u64,
+    pub failures: Vec<ReplicaFailure>,
+}
+
+impl ShardWriter {
+    /// A writer for `spec`'s replicas; connections are made lazily.
+    pub fn new(
+        spec: &ShardSpec,
+        num_shards: u32,
+        options: IndexerOptions,
+    ) -> Result<Self, tonic::transport::Error> {
+        let replicas = spec
+            .replicas
+            .iter()
+            .map(|addr| {
+                let channel = Endpoint::from_shared(addr.as_uri().to_string())?
+                    .connect_timeout(options.connect_timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                let client = LeafClient::new(channel)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+                Ok(ReplicaWriter {
+                    addr: addr.clone(),
+                    client,
+                    failure: None,
+                })
+            })
+            .collect::<Result<_, tonic::transport::Error>>()?;
+        Ok(Self {
+            shard: spec.id,
+            num_shards,
+            replicas,
+            options,
+            accepted: 0,
+        })
+    }
+
+    /// Sends a batch to every replica still taking writes and records rejected documents.
+    pub async fn write(&mut self, batch: Batch, rejects: &RejectLog) {
+        let request = IndexRequest {
+            shard: self.shard,
+            num_shards: self.num_shards,
+            docs: batch
+                .docs
+                .into_iter()
+                .map(|json| pb::Document { json })
+                .collect(),
+        };
+        let n = request.docs.len() as u64;
+        let options = &self.options;
+        let sends = self.replicas.iter_mut().map(|replica| {
+            let request = request.clone();
+            async move {
+                if replica.failure.is_some() {
+                    return None;
+                }
+                let client = replica.client.clone();
+                let result = with_retries(options, &replica.addr, "index", || {
+                    let mut client = client.clone();
+                    let mut request = tonic::Request::new(request.clone());
+                    request.set_timeout(options.request_timeout);
+                    async move { client.index(request).await }
+                })
+                .await;
+                match result {
+                    Ok(response) => Some(response.into_inner()),
+                    Err(reason) => {
+                        tracing::warn!(replica = %replica.addr, %reason, "replica failed; no more writes to it");
+                        replica.failure = Some(reason);
+                        None
+                    }
+                }
+            }
+        });
+        let responses: Vec<Option<pb::IndexResponse>> = futures::future::join_all(sends).await;
+        // Replicas share the schema, so they reject the same documents; report them once.
+        let mut rejected_positions = std::collections::BTreeMap::new();
+        for response in responses.iter().flatten() {
+            for r in &response.rejected {
+                rejected_positions
+                    .entry(r.position)
+                    .or_insert_with(|| r.reason.clone());
+            }
+        }
+        for (position, reason) in rejected_positions.iter() {
+            if let Some((source, line)) = batch.origins.get(*position as usize) {
+                rejects.record(Reject {
+                    source: Arc::clone(source),
+                    line: *line,
+                    reason: LineError::Rejected(reason.clone()),
+                });
+            }
+        }
+        self.accepted += n - rejected_positions.len() as u64;
+    }
+
+    /// Commits every replica still taking writes, and reports the shard.
+    pub async fn finish(mut self) -> ShardReport {
+        let options = &self.options;
+        let commits = self
+            .replicas
+            .iter_mut()
+            .filter(|r| r.failure.is_none())
+            .map(|replica| async move {
+                let client = replica.client.clone();
+                let result = with_retries(options, &replica.addr, "commit", || {
+                    let mut client = client.clone();
+                    let mut request = tonic::Request::new(CommitRequest {});
+                    request.set_timeout(options.request_timeout);
+                    async move { client.commit(request).await }
+                })
+                .await;
+                if let Err(reason) = result {
+                    replica.failure = Some(reason);
+                }
+            });
+        futures::future::join_all(commits).await;
+        let all_ok = self.replicas.iter().all(|r| r.failure.is_none());
+        let failures = self
+            .replicas
+            .iter()
+            .filter_map(|r| {
+                let reason = r.failure.clone()?;
+                Some(ReplicaFailure {
+                    shard: self.shard,
+                    replica: r.addr.clone(),
+                    // A replica that failed never committed, so it holds nothing of this run.
+                    docs_missed: self.accepted,
+                    reason,
+                })
+            })
+            .collect();
+        ShardReport {
+            shard: self.shard,
+            docs_indexed: if all_ok { self.accepted } else { 0 },
+            failures,
+        }
+    }
+}
+
+/// Runs `call` until it succeeds, fails for good, or runs out of retries; backs off
+/// exponentially between attempts. Returns the last failure as a message.
+async fn with_retries<T, F, Fut>(
+    options: &IndexerOptions,
+    addr: &ReplicaAddr,
+    what: &str,
+    mut call: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut backoff = options.initial_backoff;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(status) => {
+                let retryable = matches!(
+                    status.code(),
+                    Code::Unavailable
+                        | Code::DeadlineExceeded
+                        | Code::ResourceExhausted
+                        | Code::Aborted
+                        | Code::Unknown
+                );
+                let reason = format!(
+                    "{what} on {addr} failed: {} ({:?})",
+                    status.message(),
+                    status.code()
+                );
+                if !retryable || attempt > options.retries {
+                    return Err(if retryable {
+                        format!("{reason}, after {attempt} attempts")
+                    } else {
+                        reason
+                    });
+                }
+                tracing::debug!(%reason, attempt, "retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! A real cluster in-process: 2 shards × 2 replicas of tantivy leaves on port 0, filled through
+//! the indexer's code path, and a root serving HTTP in front of them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog};
+use fanout_leaf::server::LeafHandle;
+use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
+use fanout_proto::{shard_for_id, ReplicaAddr, ShardSpec, Topology};
+use fanout_root::{Cluster, RootConfig, RootState};
+use serde_json::Value;
+
+const WORDS: [&str; 8] = [
+    "apple", "banana", "cherry", "damson", "elder", "fig", "grape", "hazel",
+];
+
+/// Document `i`: its title holds the words whose bit is set in `i`, so which documents match a
+/// word is known without a search engine.
+fn corpus(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let words: Vec<&str> = WORDS
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| i >> b & 1 == 1)
+                .map(|(_, w)| *w)
+                .collect();
+            (format!("doc-{i:04}"), words.join(" "))
+        })
+        .collect()
+}
+
+struct TestCluster {
+    leaves: Vec<Vec<Option<LeafHandle>>>,
+    topology: Topology,
+    http: String,
+    root: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestCluster {
+    async fn start(docs: &[(String, String)], config: RootConfig) -> Self {
+        let mut leaves = Vec::new();
+        let mut specs = Vec::new();
+        for shard in 0..2u32 {
+            let mut replicas = Vec::new();
+            let mut addrs = Vec::new();
+            for replica in 0..2 {
+                let index =
+                    ShardIndex::in_ram(shard, SchemaConfig::default(), &WriterOptions::default())
+                        .unwrap();
+                let leaf = LeafService::new(index, format!("s{shard}r{replica}"));
+                let handle = LeafHandle::spawn("127.0.0.1:0", leaf).await.unwrap();
+                addrs.push(ReplicaAddr::parse(&handle.addr.to_string()).unwrap());
+                replicas.push(Some(handle));
+            }
+            leaves.push(replicas);
+            specs.push(ShardSpec {
+                id: shard,
+                replicas: addrs,
+            });
+        }
+        let topology = Topology::new(specs).unwrap();
+
+        let ndjson: String = docs
+            .iter()
+            .map(|(id, title)| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"id": id, "title": title, "body": "fruit"})
+                )
+            })
+            .collect();
+        let summary = index_inputs(
+            &topology,
+            vec![Input::from_bytes("docs.ndjson", ndjson.into_bytes())],
+            &IndexerOptions {
+                batch_docs: 50,
+                ..IndexerOptions::default()
+            },
+            Arc::new(RejectLog::new(None)),
+        )
+        .await
+        .unwrap();
+        assert!(summary.is_complete(), "{summary:?}");
+        assert_eq!(summary.docs_indexed, docs.len() as u64);
+
+        let cluster = Arc::new(Cluster::connect(&topology, &config).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(RootState {
+            cluster,
+            config,
+            metrics: None,
+        });
+        let root = tokio::spawn(fanout_root::server::serve(
+            listener,
+            state,
+            std::future::pending(),
+        ));
+        Self {
+            leaves,
+            topology,
+            http,
+            root,
+        }
+    }
+
+    async fn stop_replica(&mut self, shard: usize, replica: usize) {
+        if let Some(handle) = self.leaves[shard][replica].take() {
+            handle.shutdown().await;
+        }
+    }
+
+    async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let response = reqwest::get(format!("{}{path_and_query}", self.http))
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.root.abort();
+    }
+}
+
+fn hit_ids(body: &Value) -> Vec<String> {
+    body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_returns_what_was_indexed_from_every_shard() {
+    let docs = corpus(256);
+    let cluster = TestCluster::start(&docs, RootConfig::default()).await;
+
+    // "+apple +banana" matches exactly the documents with bits 0 and 1 set.
+    let expected: BTreeSet<String> = docs
+        .iter()
+        .filter(|(_, t)| t.contains("apple") && t.contains("banana"))
+        .map(|(id, _)| id.clone())
+        .collect();
+    let (status, body) = cluster
+        .get("/v1/search?q=%2Bapple%20%2Bbanana&size=1000")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total_hits"], expected.len() as u64);
+    let got: BTreeSet<String> = hit_ids(&body).into_iter().collect();
+    assert_eq!(got, expected);
+    assert_eq!(body["shards"]["total"], 2);
+    assert_eq!(body["shards"]["successful"], 2);
+    assert_eq!(body["partial"], false);
+
+    // Every hit names the shard the shard function assigns, and carries its stored fields.
+    let mut shards_seen = BTreeSet::new();
+    for hit in body["hits"].as_array().unwrap() {
+        let id = hit["id"].as_str().unwrap();
+        assert_eq!(
+            hit["shard"],
+            shard_for_id(id, cluster.topology.num_shards())
+        );
+        shards_seen.insert(hit["shard"].as_u64().unwrap());
+        let title = &docs.iter().find(|(d, _)| d == id).unwrap().1;
+        assert_eq!(hit["fields"]["title"], title.as_str());
+        assert_eq!(hit["fields"]["id"], id);
+    }
+    assert_eq!(shards_seen.len(), 2, "both shards contributed");
+
+    // Scores never increase down the page; equal scores are ordered by id.
+    let hits = body["hits"].as_array().unwrap();
+    for pair in hits.windows(2) {
+        let (a, b) = (
+            pair[0]["score"].as_f64().unwrap(),
+            pair[1]["score"].as_f64().unwrap(),
+        );
+        assert!(
+            a > b || (a == b && pair[0]["id"].as_str() < pair[1]["id"].as_str()),
+            "{pair:?}"
+        );
+    }
+
+    // A phrase and an exclusion.
+    let (_, body) = cluster
+        .get("/v1/search?q=%22apple%20banana%22%20-cherry&size=1000")
+        .await;
+    let expected = docs
+        .iter()
+        .filter(|(_, t)| t.starts_with("apple banana") && !t.contains("cherry"))
+        .count();
+    assert_eq!(body["total_hits"], expected as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_concatenate_to_the_full_ranking_and_post_matches_get() {
+    let docs = corpus(256);
+    let cluster = TestCluster::start(&docs, RootConfig::default()).await;
+    let (_, all) = cluster.get("/v1/search?q=grape%20hazel&size=200").await;
+    let all_ids = hit_ids(&all);
+    assert_eq!(all_ids.len(), 256 - 64, "docs with bit 6 or bit 7 set");
+    let mut paged = Vec::new();
+    for from in (0..all_ids.len()).step_by(7) {
+        let (_, page) = cluster
+            .get(&format!("/v1/search?q=grape%20hazel&size=7&from={from}"))
+            .await;
+        paged.extend(hit_ids(&page));
+    }
+    assert_eq!(paged, all_ids);
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/search", cluster.http))
+        .json(&serde_json::json!({"q": "grape hazel", "size": 200}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(hit_ids(&body), all_ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors() {
+    let cluster = TestCluster::start(&corpus(16), RootConfig::default()).await;
+    let reason = |body: &Value| body["error"]["reason"].as_str().unwrap().to_string();
+
+    let (status, body) = cluster.get("/v1/search?q=title:(apple").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(reason(&body).contains("invalid query"), "{body}");
+    let (status, body) = cluster.get("/v1/search?q=nosuchfield:apple").await;
+    assert_eq!(status, 400);
+    assert!(reason(&body).contains("nosuchfield"), "{body}");
+    let (status, body) = cluster.get("/v1/search?q=apple&size=5000").await;
+    assert_eq!(status, 400);
+    assert_eq!(reason(&body), "size must be at most 1000, got 5000");
+    let (status, body) = cluster.get("/v1/search?q=apple&from=9999&size=10").await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        reason(&body),
+        "from + size must be at most 10000, got 10009"
+    );
+    let (status, body) = cluster.get("/v1/search?q=apple&size=-1").await;
+    assert_eq!(status, 400);
+    assert!(reason(&body).contains("size"), "{body}");
+    let (status, body) = cluster.get("/v1/search?q=apple&colour=red").await;
+    assert_eq!(status, 400);
+    assert!(reason(&body).contains("colour"), "{body}");
+    let (status, body) = cluster.get("/v1/search").await;
+    assert_eq!(status, 400);
+    assert!(reason(&body).contains("q is required"), "{body}");
+    let (status, body) = cluster.get("/v2/search?q=apple").await;
+    assert_eq!(status, 404);
+    assert!(reason(&body).contains("/v2/search"), "{body}");
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/search", cluster.http))
+        .header("content-type", "application/json")
+        .body("{\"q\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_with_every_replica_down_is_reported_while_the_other_answers() {
+    let docs = corpus(64);
+    let config = RootConfig {
+        probe_interval: Duration::from_millis(50),
+        ..RootConfig::default()
+    };
+    let mut cluster = TestCluster::start(&docs, config).await;
+    let (status, body) = cluster.get("/v1/ready").await;
+    assert_eq!(status, 200, "{body}");
+
+    // One replica down: nothing is lost.
+    cluster.stop_replica(1, 0).await;
+    let (status, body) = cluster.get("/v1/search?q=apple&size=100").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["partial"], false, "{body}");
+    assert_eq!(body["total_hits"], 32);
+
+    // Both replicas of shard 1 down: shard 0's hits, and shard 1 named as failed.
+    cluster.stop_replica(1, 1).await;
+    let started = Instant::now();
+    let (status, body) = cluster
+        .get("/v1/search?q=apple&size=100&timeout_ms=3000")
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "a refused connection fails fast"
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["partial"], true);
+    assert_eq!(body["shards"]["successful"], 1);
+    assert_eq!(body["shards"]["failed"][0]["shard"], 1);
+    assert!(
+        body["shards"]["failed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unavailable"),
+        "{body}"
+    );
+    let expected: BTreeSet<String> = docs
+        .iter()
+        .filter(|(id, t)| t.contains("apple") && shard_for_id(id, 2) == 0)
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(
+        hit_ids(&body).into_iter().collect::<BTreeSet<_>>(),
+        expected
+    );
+    assert_eq!(body["total_hits"], expected.len() as u64);
+
+    // Readiness follows within a few probe intervals.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = cluster.get("/v1/ready").await;
+        if status == 503 {
+            assert_eq!(body["shards_without_replica"], serde_json::json!([1]));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "root still ready with shard 1 down"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_never_answers_cannot_hold_a_search_past_its_deadline() {
+    // A listener that accepts connections and never says a word: what a paused (SIGSTOP) or
+    // wedged leaf looks like from the network.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = ReplicaAddr::parse(&silent.local_addr().unwrap().to_string()).unwrap();
+    let index = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
+    index
+        .index_batch(0, 0, &[r#"{"id": "x", "title": "apple"}"#])
+        .unwrap();
+    index.commit().unwrap();
+    let live = LeafHandle::spawn("127.0.0.1:0", LeafService::new(index, "live"))
+        .await
+        .unwrap();
+    let topology = Topology::new(vec![
+        ShardSpec {
+            id: 0,
+            replicas: vec![ReplicaAddr::parse(&live.addr.to_string()).unwrap()],
+        },
+        ShardSpec {
+            id: 1,
+            replicas: vec![silent_addr],
+        },
+    ])
+    .unwrap();
+    let config = RootConfig::default();
+    let cluster = Arc::new(Cluster::connect(&topology, &config).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = format!("http://{}", listener.local_addr().unwrap());
+    let state = Arc::new(RootState {
+        cluster,
+        config,
+        metrics: None,
+    });
+    let root = tokio::spawn(fanout_root::server::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+
+    let started = Instant::now();
+    let body: Value = reqwest::get(format!("{http}/v1/search?q=apple&timeout_ms=300"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300),
+        "answered before the deadline: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "held past the deadline: {took:?}"
+    );
+    assert_eq!(body["partial"], true);
+    assert_eq!(hit_ids(&body), ["x"]);
+    assert_eq!(body["shards"]["failed"][0]["shard"], 1);
+    root.abort();
+    drop(silent);
+}
