@@ -1,0 +1,209 @@
+//! A local cluster of real processes: leaves and a root, each its own OS process, so that faults
+//! (SIGSTOP, SIGKILL) hit them the way they would hit a server.
+//!
+//! Every process is this crate's `fanout-cluster` binary re-run with its `leaf` or `root`
+//! subcommand, which run exactly the code of `fanout-leaf` and `fanout-root`. Each binds port 0
+//! and prints `listening on ADDR` first thing; the launcher reads that line, so there are no
+//! port races. Logs go to files under the data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use fanout_proto::{ReplicaAddr, ShardSpec, Topology};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The shape and place of a local cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterSpec {
+    pub shards: u32,
+    pub replicas: u32,
+    /// Root of the replicas' data directories, the topology file and the logs.
+    pub data_dir: PathBuf,
+    /// Where the root's HTTP API listens.
+    pub http_listen: String,
+    /// The program to run with `leaf ...` and `root ...` (normally the current executable).
+    pub program: PathBuf,
+    /// Extra flags for every root (e.g. timeouts).
+    pub root_args: Vec<String>,
+}
+
+/// One running process of the cluster.
+pub struct Process {
+    pub name: String,
+    pub addr: std::net::SocketAddr,
+    child: Child,
+}
+
+impl Process {
+    /// The OS process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Asks the process to stop (SIGTERM), and kills it if it has not after `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+/// A running local cluster. Dropping it kills every process.
+pub struct LocalCluster {
+    pub leaves: Vec<Vec<Process>>,
+    pub root: Option<Process>,
+    pub topology: Topology,
+    pub topology_file: PathBuf,
+}
+
+impl LocalCluster {
+    /// Starts every leaf, in parallel, and writes the topology file. The root is started
+    /// separately by [`LocalCluster::start_root`], once the leaves hold their documents.
+    pub async fn start_leaves(spec: &ClusterSpec) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(spec.data_dir.join("logs"))?;
+        let mut starts = Vec::new();
+        for shard in 0..spec.shards {
+            for replica in 0..spec.replicas {
+                let name = format!("leaf-{shard}-{replica}");
+                let data = spec
+                    .data_dir
+                    .join(format!("shard-{shard}"))
+                    .join(format!("replica-{replica}"));
+                let mut cmd = Command::new(&spec.program);
+                cmd.arg("leaf")
+                    .args([
+                        "--listen",
+                        "127.0.0.1:0",
+                        "--shard",
+                        &shard.to_string(),
+                        "--replica",
+                        &name,
+                    ])
+                    .arg("--data-dir")
+                    .arg(data);
+                starts.push(spawn_server(cmd, name, &spec.data_dir));
+            }
+        }
+        let mut started = futures::future::try_join_all(starts).await?.into_iter();
+        let mut leaves = Vec::new();
+        let mut specs = Vec::new();
+        for shard in 0..spec.shards {
+            let procs: Vec<Process> = started.by_ref().take(spec.replicas as usize).collect();
+            let replicas = procs
+                .iter()
+                .map(|p| ReplicaAddr::parse(&p.addr.to_string()))
+                .collect::<Result<_, _>>()?;
+            specs.push(ShardSpec {
+                id: shard,
+                replicas,
+            });
+            leaves.push(procs);
+        }
+        let topology = Topology::new(specs)?;
+        let topology_file = spec.data_dir.join("topology.toml");
+        std::fs::write(&topology_file, topology.to_toml())?;
+        Ok(Self {
+            leaves,
+            root: None,
+            topology,
+            topology_file,
+        })
+    }
+
+    /// Starts the root over the leaves and waits until it is ready.
+    pub async fn start_root(&mut self, spec: &ClusterSpec) -> anyhow::Result<String> {
+        let mut cmd = Command::new(&spec.program);
+        cmd.arg("root")
+            .args(["--listen", &spec.http_listen])
+            .arg("--topology")
+            .arg(&self.topology_file);
+        cmd.args(&spec.root_args);
+        let root = spawn_server(cmd, "root".into(), &spec.data_dir).await?;
+        let url = format!("http://{}", root.addr);
+        self.root = Some(root);
+        wait_ready(&url, Duration::from_secs(30)).await?;
+        Ok(url)
+    }
+
+    /// Stops every process gracefully.
+    pub async fn stop(mut self) {
+        let grace = Duration::from_secs(5);
+        if let Some(root) = self.root.take() {
+            root.stop(grace).await;
+        }
+        let stops = self.leaves.drain(..).flatten().map(|p| p.stop(grace));
+        futures::future::join_all(stops).await;
+    }
+}
+
+/// Spawns a server process and waits for its `listening on ADDR` line.
+async fn spawn_server(mut cmd: Command, name: String, data_dir: &Path) -> anyhow::Result<Process> {
+    let log_path = data_dir.join("logs").join(format!("{name}.log"));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    cmd.stdout(Stdio::piped())
+        .stderr(log)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; this runs in the child between fork and exec.
+    unsafe {
+        // If the launcher dies without cleaning up, its servers die with it.
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+    let addr = match first {
+        Ok(Ok(Some(line))) => line
+            .strip_prefix("listening on ")
+            .and_then(|a| a.trim().parse().ok()),
+        _ => None,
+    };
+    let Some(addr) = addr else {
+        let _ = child.kill().await;
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        bail!(
+            "{name} did not start; its log ({}) says:\n{log}",
+            log_path.display()
+        );
+    };
+    // Keep draining stdout so that the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Process { name, addr, child })
+}
+
+/// Polls `/v1/ready` until it answers 200.
+pub async fn wait_ready(url: &str, limit: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(r) = client.get(format!("{url}/v1/ready")).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the root at {url} was not ready within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,219 @@
+//! `fanout-cluster`: a local cluster of real processes on the bundled demo corpus, in one
+//! command. Also the entry point of the `leaf` and `root` processes it starts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog};
+use fanout_proto::pb::leaf_client::LeafClient;
+use fanout_proto::pb::InfoRequest;
+
+use crate::cluster::{ClusterSpec, LocalCluster};
+
+/// The demo corpus, WordNet 3.0 (see demo/LICENSE-WordNet).
+const DEMO_CORPUS: &str = "demo/wordnet.ndjson.gz";
+
+/// Runs a local fanout cluster: leaves and a root as separate processes, filled with a corpus.
+#[derive(Debug, Parser)]
+#[command(
+    name = "fanout-cluster",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub up: UpArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a local cluster and serve the HTTP API (the default).
+    Up(UpArgs),
+    /// Run one leaf (what `fanout-leaf` runs).
+    #[command(hide = true)]
+    Leaf(fanout_leaf::cli::Args),
+    /// Run one root (what `fanout-root` runs).
+    #[command(hide = true)]
+    Root(fanout_root::cli::Args),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Number of shards.
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+    /// Replicas of every shard.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+    /// Where the HTTP API listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Data, topology and logs of the cluster; kept between runs.
+    #[arg(long, default_value = "fanout-data")]
+    pub data_dir: PathBuf,
+    /// NDJSON corpus (plain or gzip) to index when the cluster is empty; default: the bundled
+    /// WordNet demo corpus.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Delete the data directory first and index the corpus again.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// Starts the cluster, indexes the corpus if the cluster is empty, serves until Ctrl-C.
+pub async fn up(args: UpArgs) -> anyhow::Result<()> {
+    if args.shards == 0 || args.replicas == 0 {
+        bail!("--shards and --replicas must be at least 1");
+    }
+    // Listen for Ctrl-C and SIGTERM from the start: a signal during start-up stops the cluster
+    // too (dropping the half-started cluster kills its processes).
+    let mut shutdown = std::pin::pin!(fanout_leaf::cli::shutdown_signal());
+    let cluster = tokio::select! {
+        started = start(&args) => started?,
+        _ = &mut shutdown => return Ok(()),
+    };
+    shutdown.await;
+    eprintln!("stopping");
+    cluster.stop().await;
+    Ok(())
+}
+
+/// Starts the leaves, indexes the corpus if the cluster is empty, starts the root.
+async fn start(args: &UpArgs) -> anyhow::Result<LocalCluster> {
+    let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
+    if args.fresh && args.data_dir.exists() {
+        std::fs::remove_dir_all(&args.data_dir)
+            .with_context(|| format!("cannot delete {}", args.data_dir.display()))?;
+    }
+    check_shape(args)?;
+    let spec = ClusterSpec {
+        shards: args.shards,
+        replicas: args.replicas,
+        data_dir: args.data_dir.clone(),
+        http_listen: args.listen.clone(),
+        program: std::env::current_exe()?,
+        root_args: Vec::new(),
+    };
+    eprintln!(
+        "starting {} shards x {} replicas in {}",
+        args.shards,
+        args.replicas,
+        args.data_dir.display()
+    );
+    let mut cluster = LocalCluster::start_leaves(&spec).await?;
+    let existing = count_documents(&cluster).await?;
+    if existing > 0 {
+        eprintln!(
+            "the cluster holds {existing} documents from an earlier run (--fresh starts over)"
+        );
+    } else {
+        eprintln!("indexing {} ...", corpus.display());
+        let input = Input::open(&corpus)?;
+        let summary = index_inputs(
+            &cluster.topology,
+            vec![input],
+            &IndexerOptions::default(),
+            Arc::new(RejectLog::new(None)),
+        )
+        .await?;
+        eprintln!(
+            "indexed {} documents in {:.1} s ({} rejected)",
+            summary.docs_indexed,
+            summary.elapsed.as_secs_f64(),
+            summary.rejected
+        );
+        if !summary.is_complete() {
+            bail!(
+                "indexing failed: {:?} {:?}",
+                summary.replica_failures,
+                summary.input_errors
+            );
+        }
+    }
+    let url = cluster.start_root(&spec).await?;
+    print_banner(&url).await;
+    Ok(cluster)
+}
+
+fn default_corpus() -> PathBuf {
+    let local = PathBuf::from(DEMO_CORPUS);
+    if local.exists() {
+        return local;
+    }
+    // Run from elsewhere in a checkout: the corpus beside this crate.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(DEMO_CORPUS)
+}
+
+/// Refuses to reuse a data directory laid out for another number of shards: its documents were
+/// placed by the shard function for that number.
+fn check_shape(args: &UpArgs) -> anyhow::Result<()> {
+    let shape_file = args.data_dir.join("shape");
+    let shape = format!("shards={} replicas={}\n", args.shards, args.replicas);
+    match std::fs::read_to_string(&shape_file) {
+        Ok(existing) if existing != shape => bail!(
+            "{} holds a cluster of {}; pass --fresh to start over with {}",
+            args.data_dir.display(),
+            existing.trim(),
+            shape.trim()
+        ),
+        Ok(_) => Ok(()),
+        Err(_) => {
+            std::fs::create_dir_all(&args.data_dir)?;
+            Ok(std::fs::write(shape_file, shape)?)
+        }
+    }
+}
+
+/// Documents visible in the cluster, counted on each shard's first replica.
+async fn count_documents(cluster: &LocalCluster) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for spec in cluster.topology.shards() {
+        let mut client = LeafClient::connect(spec.replicas[0].as_uri().to_string()).await?;
+        total += client.info(InfoRequest {}).await?.into_inner().num_docs;
+    }
+    Ok(total)
+}
+
+async fn print_banner(url: &str) {
+    println!("fanout is serving on {url}");
+    println!("  try: curl '{url}/v1/search?q=%2Bcold%20%2Bwind&size=3'");
+    if let Ok(response) = reqwest::get(format!("{url}/v1/search?q=%2Bcold%20%2Bwind&size=3")).await
+    {
+        if let Ok(body) = response.json::<serde_json::Value>().await {
+            println!(
+                "  {} hits in {} ms; the best:",
+                body["total_hits"], body["took_ms"]
+            );
+            for hit in body["hits"].as_array().into_iter().flatten() {
+                println!(
+                    "    {:<16} {}",
+                    hit["fields"]["title"].as_str().unwrap_or(""),
+                    hit["fields"]["body"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    println!("  also: {url}/v1/health, {url}/v1/ready, {url}/metrics; Ctrl-C stops the cluster.");
+}
+
+/// Runs whichever command the arguments name.
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => up(cli.up).await,
+        Some(Command::Up(args)) => up(args).await,
+        Some(Command::Leaf(args)) => {
+            fanout_leaf::cli::init_tracing();
+            fanout_leaf::cli::run(args).await
+        }
+        Some(Command::Root(args)) => {
+            fanout_leaf::cli::init_tracing();
+            fanout_root::cli::run(args).await
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! End to end, as a user runs it: the real `fanout-cluster` binary starts leaf and root
+//! processes on part of the bundled demo corpus; searches go over HTTP; leaves are killed with
+//! SIGKILL; a restart finds the committed documents again.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const DOCS: usize = 3_000;
+
+/// The first `DOCS` documents of the demo corpus, as a plain NDJSON file.
+fn sample_corpus(dir: &Path) -> (std::path::PathBuf, Vec<Value>) {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../demo/wordnet.ndjson.gz");
+    let mut text = String::new();
+    flate2_read(&demo).read_to_string(&mut text).unwrap();
+    let lines: Vec<&str> = text.lines().take(DOCS).collect();
+    let path = dir.join("sample.ndjson");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    (
+        path,
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+    )
+}
+
+fn flate2_read(path: &Path) -> impl Read {
+    // The test reuses the indexer's gzip detection rather than a second decoder.
+    let file = std::fs::File::open(path).unwrap();
+    let mut reader = fanout_indexer::ndjson::LineReader::open(Box::new(file), 1 << 20).unwrap();
+    let mut out = Vec::new();
+    while let Some((_, line)) = reader.next_line().unwrap() {
+        if let fanout_indexer::ndjson::Line::Text(t) = line {
+            out.extend_from_slice(t.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    std::io::Cursor::new(out)
+}
+
+struct Launcher {
+    child: Child,
+    url: String,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+fn launch(data_dir: &Path, corpus: &Path) -> Launcher {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fanout-cluster"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "2",
+            "--replicas",
+            "2",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--corpus")
+        .arg(corpus)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, stderr) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let url = loop {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "launcher exited before serving"
+        );
+        if let Some(url) = line.trim().strip_prefix("fanout is serving on ") {
+            break url.to_string();
+        }
+        assert!(Instant::now() < deadline, "launcher did not start in time");
+    };
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Launcher { child, url, stderr }
+}
+
+impl Launcher {
+    fn get(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::get(url).await.unwrap();
+            (r.status().as_u16(), r.json().await.unwrap())
+        })
+    }
+
+    fn stop(mut self) -> Vec<String> {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let stderr: Vec<String> = self.stderr.try_iter().collect();
+                assert!(
+                    status.success(),
+                    "launcher exit: {status}; it said: {stderr:#?}"
+                );
+                return stderr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "launcher did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Launcher {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The pid of the leaf process serving `data_dir/shard-S/replica-R`.
+fn leaf_pid(data_dir: &Path, shard: u32, replica: u32) -> i32 {
+    let needle = data_dir
+        .join(format!("shard-{shard}"))
+        .join(format!("replica-{replica}"));
+    let out = Command::new("pgrep")
+        .arg("-f")
+        .arg(needle.to_str().unwrap())
+        .output()
+        .unwrap();
+    let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(
+        pids.len(),
+        1,
+        "expected one leaf process for {}",
+        needle.display()
+    );
+    pids[0]
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_quick_start_cluster_serves_survives_leaf_kills_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (corpus, docs) = sample_corpus(dir.path());
+    let data_dir = dir.path().join("data");
+    let cluster = launch(&data_dir, &corpus);
+
+    // Every sampled document is found by its id, with its stored fields.
+    for doc in docs.iter().step_by(97) {
+        let id = doc["id"].as_str().unwrap();
+        let (status, body) =
+            cluster.get(&format!("/v1/search?q={}", encode(&format!("id:\"{id}\""))));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["total_hits"], 1, "{id}: {body}");
+        assert_eq!(body["hits"][0]["fields"]["title"], doc["title"]);
+        assert_eq!(body["hits"][0]["fields"]["body"], doc["body"]);
+    }
+    let (_, all) = cluster.get("/v1/search?q=*&size=0");
+    assert_eq!(all["total_hits"], DOCS as u64);
+
+    // SIGKILL one replica of each shard: every document is still found.
+    kill(Pid::from_raw(leaf_pid(&data_dir, 0, 0)), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(leaf_pid(&data_dir, 1, 1)), Signal::SIGKILL).unwrap();
+    for _ in 0..5 {
+        let (status, body) = cluster.get("/v1/search?q=*&size=0");
+        assert_eq!(status, 200);
+        assert_eq!(body["total_hits"], DOCS as u64, "{body}");
+        assert_eq!(body["partial"], false);
+    }
+
+    // Then shard 1's last replica: shard 0's documents, shard 1 reported, no hang.
+    kill(Pid::from_raw(leaf_pid(&data_dir, 1, 0)), Signal::SIGKILL).unwrap();
+    let started = Instant::now();
+    let (status, body) = cluster.get("/v1/search?q=*&size=0");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(status, 200);
+    assert_eq!(body["partial"], true);
+    assert_eq!(body["shards"]["failed"][0]["shard"], 1);
+    let on_shard_0 = docs
+        .iter()
+        .filter(|d| fanout_proto::shard_for_id(d["id"].as_str().unwrap(), 2) == 0)
+        .count();
+    assert_eq!(body["total_hits"], on_shard_0 as u64);
+    let stderr = cluster.stop();
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains(&format!("indexed {DOCS} documents"))),
+        "{stderr:?}"
+    );
+
+    // A restart finds the committed documents and does not index them again.
+    let cluster = launch(&data_dir, &corpus);
+    let (_, body) = cluster.get("/v1/search?q=*&size=0");
+    assert_eq!(body["total_hits"], DOCS as u64);
+    let stderr = cluster.stop();
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains(&format!("holds {DOCS} documents from an earlier run"))),
+        "{stderr:?}"
+    );
+    std::io::stderr().flush().unwrap();
+}
