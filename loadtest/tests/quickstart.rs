@@ -134,26 +134,23 @@ impl Drop for Launcher {
     }
 }
 
-/// The pid of the leaf process serving `data_dir/shard-S/replica-R`.
+/// The pid of the leaf process serving `data_dir/shard-S/replica-R`, found in /proc.
 fn leaf_pid(data_dir: &Path, shard: u32, replica: u32) -> i32 {
     let needle = data_dir
         .join(format!("shard-{shard}"))
         .join(format!("replica-{replica}"));
-    let out = Command::new("pgrep")
-        .arg("-f")
-        .arg(needle.to_str().unwrap())
-        .output()
-        .unwrap();
-    let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
+    let needle = needle.to_str().unwrap();
+    let pids: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &i32| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline
+                .split(|&b| b == 0)
+                .any(|arg| arg == needle.as_bytes())
+        })
         .collect();
-    assert_eq!(
-        pids.len(),
-        1,
-        "expected one leaf process for {}",
-        needle.display()
-    );
+    assert_eq!(pids.len(), 1, "expected one leaf process for {needle}");
     pids[0]
 }
 

@@ -122,6 +122,29 @@ impl TestCluster {
     }
 }
 
+/// A root over `topology`, serving HTTP on port 0.
+async fn start_root(
+    topology: &Topology,
+    config: RootConfig,
+) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let cluster = Arc::new(Cluster::connect(topology, &config).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = format!("http://{}", listener.local_addr().unwrap());
+    let state = Arc::new(RootState {
+        cluster,
+        config,
+        metrics: None,
+    });
+    (
+        http,
+        tokio::spawn(fanout_root::server::serve(
+            listener,
+            state,
+            std::future::pending(),
+        )),
+    )
+}
+
 impl Drop for TestCluster {
     fn drop(&mut self) {
         self.root.abort();
