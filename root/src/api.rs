@@ -68,7 +68,7 @@ async fn search_post(
 
 async fn run(state: &RootState, params: SearchParams) -> Result<Json<SearchResult>, ApiError> {
     let plan = params.validate(&state.config)?;
-    let result = search(&state.cluster, &plan).await?;
+    let result = search(&state.cluster, &state.config, &plan).await?;
     Ok(Json(result))
 }
 

@@ -1,81 +1,92 @@
-//! The root's view of the cluster: each shard's replica set, with a client and the last known
-//! health of every replica.
+//! The root's view of the cluster: each shard's replica set, with a client and the state of
+//! every replica, and the shard's hedging state (recent latencies, budget).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fanout_proto::{ShardId, Topology};
 
+use crate::choose::power_of_two_choices;
 use crate::client::{GrpcLeafClient, LeafClient};
 use crate::config::RootConfig;
+use crate::hedge::{HedgeBudget, HedgePolicy, LatencyWindow};
+use crate::replica::{ReplicaPolicy, ReplicaState};
 
 /// One replica of a shard.
 pub struct Replica {
     /// The replica's address, used as its name in responses and logs.
     pub name: String,
     pub client: Arc<dyn LeafClient>,
-    healthy: AtomicBool,
+    pub state: ReplicaState,
 }
 
-impl Replica {
-    /// A replica, assumed healthy until a probe or a request says otherwise.
-    pub fn new(name: impl Into<String>, client: Arc<dyn LeafClient>) -> Self {
-        Self {
-            name: name.into(),
-            client,
-            healthy: AtomicBool::new(true),
-        }
-    }
-
-    /// Whether the last probe or request found the replica serving.
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Records what a probe or a request found.
-    pub fn set_healthy(&self, healthy: bool) {
-        if self.healthy.swap(healthy, Ordering::Relaxed) != healthy {
-            tracing::info!(replica = %self.name, healthy, "replica health changed");
-        }
-    }
-}
-
-/// The replicas of one shard.
+/// The replicas of one shard and what the root has learnt about them.
 pub struct ReplicaSet {
     pub shard: ShardId,
     pub replicas: Vec<Replica>,
-    next: AtomicUsize,
+    window: Mutex<LatencyWindow>,
+    pub budget: HedgeBudget,
 }
 
 impl ReplicaSet {
-    /// A shard's replicas; `replicas` must not be empty.
-    pub fn new(shard: ShardId, replicas: Vec<Replica>) -> Self {
+    /// A shard's replicas, each given as a name and a client; there must be at least one.
+    pub fn new(
+        shard: ShardId,
+        replicas: Vec<(String, Arc<dyn LeafClient>)>,
+        config: &RootConfig,
+    ) -> Self {
         assert!(
             !replicas.is_empty(),
             "shard {shard} needs at least one replica"
         );
+        let replicas = replicas
+            .into_iter()
+            .map(|(name, client)| Replica {
+                name,
+                client,
+                state: ReplicaState::new(&config.replica),
+            })
+            .collect();
         Self {
             shard,
             replicas,
-            next: AtomicUsize::new(0),
+            window: Mutex::new(LatencyWindow::new(&config.hedge)),
+            budget: HedgeBudget::new(&config.hedge),
         }
     }
 
-    /// The order in which to try replicas for one request: round robin over the healthy ones,
-    /// then the unhealthy ones as a last resort (their state may be stale).
-    pub fn attempt_order(&self) -> Vec<usize> {
-        let n = self.replicas.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        let rotated = (0..n).map(|i| (start + i) % n);
-        let (mut healthy, unhealthy): (Vec<usize>, Vec<usize>) =
-            rotated.partition(|&i| self.replicas[i].is_healthy());
-        healthy.extend(unhealthy);
-        healthy
+    /// Chooses a replica not yet tried for this request: power of two choices over the ones not
+    /// ejected, or, if all untried ones are ejected, over those (their ejection may be stale).
+    pub fn choose(&self, tried: &[bool], policy: &ReplicaPolicy) -> Option<usize> {
+        let loads = |want_available: bool| -> Vec<Option<f64>> {
+            self.replicas
+                .iter()
+                .zip(tried)
+                .map(|(r, &t)| {
+                    (!t && r.state.is_available() == want_available).then(|| r.state.load(policy))
+                })
+                .collect()
+        };
+        power_of_two_choices(&loads(true), |n| fastrand::usize(..n))
+            .or_else(|| power_of_two_choices(&loads(false), |n| fastrand::usize(..n)))
     }
 
-    /// Whether at least one replica is known to be serving.
-    pub fn has_healthy_replica(&self) -> bool {
-        self.replicas.iter().any(Replica::is_healthy)
+    /// Records the latency of an answered request.
+    pub fn record_latency(&self, latency: Duration, policy: &HedgePolicy) {
+        self.window
+            .lock()
+            .expect("window lock")
+            .record(latency, policy);
+    }
+
+    /// How long a request may be outstanding before it is hedged.
+    pub fn hedge_delay(&self) -> Duration {
+        self.window.lock().expect("window lock").delay()
+    }
+
+    /// Whether at least one replica answered its last request or probe.
+    pub fn has_reachable_replica(&self) -> bool {
+        self.replicas.iter().any(|r| !r.state.is_failing())
     }
 }
 
@@ -105,10 +116,11 @@ impl Cluster {
         for spec in topology.shards() {
             let mut replicas = Vec::new();
             for addr in &spec.replicas {
-                let client = GrpcLeafClient::new(addr, config.connect_timeout)?;
-                replicas.push(Replica::new(addr.to_string(), Arc::new(client)));
+                let client: Arc<dyn LeafClient> =
+                    Arc::new(GrpcLeafClient::new(addr, config.connect_timeout)?);
+                replicas.push((addr.to_string(), client));
             }
-            shards.push(ReplicaSet::new(spec.id, replicas));
+            shards.push(ReplicaSet::new(spec.id, replicas, config));
         }
         Ok(Self::new(shards))
     }
@@ -122,52 +134,55 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    struct Nothing;
-    impl LeafClient for Nothing {
-        fn search(
-            &self,
-            _: fanout_proto::pb::SearchRequest,
-            _: Duration,
-        ) -> futures::future::BoxFuture<
-            'static,
-            Result<fanout_proto::pb::SearchResponse, crate::ShardError>,
-        > {
-            unreachable!("not searched in these tests")
-        }
-        fn check_health(&self, _: Duration) -> futures::future::BoxFuture<'static, bool> {
-            Box::pin(async { true })
-        }
-    }
+    use crate::testing::FakeLeaf;
 
     fn set(n: usize) -> ReplicaSet {
         let replicas = (0..n)
-            .map(|i| Replica::new(format!("r{i}"), Arc::new(Nothing)))
+            .map(|i| {
+                (
+                    format!("r{i}"),
+                    Arc::new(FakeLeaf::ok(1)) as Arc<dyn LeafClient>,
+                )
+            })
             .collect();
-        ReplicaSet::new(0, replicas)
+        ReplicaSet::new(0, replicas, &RootConfig::default())
     }
 
-    #[test]
-    fn round_robin_spreads_first_attempts() {
+    #[tokio::test(start_paused = true)]
+    async fn never_chooses_a_tried_replica_and_prefers_available_ones() {
         let set = set(3);
-        let firsts: Vec<usize> = (0..6).map(|_| set.attempt_order()[0]).collect();
-        assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
-        assert_eq!(set.attempt_order().len(), 3);
-    }
-
-    #[test]
-    fn unhealthy_replicas_go_last() {
-        let set = set(3);
-        set.replicas[0].set_healthy(false);
-        for _ in 0..6 {
-            let order = set.attempt_order();
-            assert_eq!(order[2], 0, "{order:?}");
+        let policy = ReplicaPolicy::default();
+        for _ in 0..50 {
+            assert_eq!(set.choose(&[true, false, true], &policy), Some(1));
         }
-        assert!(set.has_healthy_replica());
-        set.replicas[1].set_healthy(false);
-        set.replicas[2].set_healthy(false);
-        assert!(!set.has_healthy_replica());
-        assert_eq!(set.attempt_order().len(), 3, "still tried as a last resort");
+        assert_eq!(set.choose(&[true, true, true], &policy), None);
+        set.replicas[0].state.record_failure(&policy);
+        set.replicas[0].state.record_failure(&policy);
+        assert!(!set.replicas[0].state.is_available());
+        for _ in 0..50 {
+            assert_ne!(
+                set.choose(&[false, false, false], &policy),
+                Some(0),
+                "ejected replicas go last"
+            );
+        }
+        assert_eq!(
+            set.choose(&[false, true, true], &policy),
+            Some(0),
+            "but are still a last resort"
+        );
+        assert!(set.has_reachable_replica());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spreads_load_toward_the_less_busy_replica() {
+        let set = set(2);
+        let policy = ReplicaPolicy::default();
+        for _ in 0..5 {
+            set.replicas[0].state.start();
+        }
+        for _ in 0..20 {
+            assert_eq!(set.choose(&[false, false], &policy), Some(1));
+        }
     }
 }

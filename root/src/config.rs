@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use crate::hedge::HedgePolicy;
+use crate::replica::ReplicaPolicy;
+
 /// How a root serves searches.
 #[derive(Clone, Debug)]
 pub struct RootConfig {
@@ -20,6 +23,10 @@ pub struct RootConfig {
     pub probe_interval: Duration,
     /// How long a health probe waits. Default 500 ms.
     pub probe_timeout: Duration,
+    /// When to hedge and how much.
+    pub hedge: HedgePolicy,
+    /// How replicas' latency is tracked and when a failing replica is ejected.
+    pub replica: ReplicaPolicy,
 }
 
 impl Default for RootConfig {
@@ -32,6 +39,8 @@ impl Default for RootConfig {
             connect_timeout: Duration::from_millis(500),
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),
+            hedge: HedgePolicy::default(),
+            replica: ReplicaPolicy::default(),
         }
     }
 }

@@ -14,9 +14,12 @@ pub enum ApiError {
     /// No such route.
     #[error("{0}")]
     NotFound(String),
-    /// Not a single shard answered.
+    /// Not a single shard answered, or one did not and the request wanted all of them.
     #[error("{0}")]
     Unavailable(String),
+    /// A shard did not answer within the deadline and the request said `allow_partial=false`.
+    #[error("{0}")]
+    GatewayTimeout(String),
 }
 
 impl ApiError {
@@ -26,6 +29,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Replica health: a background prober asks every replica's gRPC health service on a fixed
-//! interval, and readiness is "every shard has a replica that answered".
+//! interval, so that an ejected replica is re-admitted once it is back even if no query tries
+//! it, and readiness is "every shard has a replica whose last probe or request succeeded".
 
 use std::sync::Arc;
 
@@ -7,17 +8,19 @@ use fanout_proto::ShardId;
 
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
+use crate::replica::FailureEffect;
 
 /// Probes every replica once, concurrently, and records the answers.
 pub async fn probe_all(cluster: &Cluster, config: &RootConfig) {
-    let probes = cluster
-        .shards()
-        .iter()
-        .flat_map(|set| set.replicas.iter())
-        .map(|replica| async move {
-            let healthy = replica.client.check_health(config.probe_timeout).await;
-            replica.set_healthy(healthy);
-        });
+    let replicas = cluster.shards().iter().flat_map(|set| set.replicas.iter());
+    let probes = replicas.map(|replica| async move {
+        if replica.client.check_health(config.probe_timeout).await {
+            replica.state.record_success(&config.replica);
+        } else if let FailureEffect::Ejected(backoff) = replica.state.record_failure(&config.replica) {
+            tracing::warn!(replica = %replica.name, ?backoff, "replica ejected: health probes fail");
+            metrics::counter!("fanout_root_ejections_total", "replica" => replica.name.clone()).increment(1);
+        }
+    });
     futures::future::join_all(probes).await;
 }
 
@@ -31,12 +34,12 @@ pub async fn run_prober(cluster: Arc<Cluster>, config: RootConfig) {
     }
 }
 
-/// The shards with no healthy replica; empty means the root is ready.
+/// The shards with no reachable replica; empty means the root is ready.
 pub fn unavailable_shards(cluster: &Cluster) -> Vec<ShardId> {
     cluster
         .shards()
         .iter()
-        .filter(|set| !set.has_healthy_replica())
+        .filter(|set| !set.has_reachable_replica())
         .map(|set| set.shard)
         .collect()
 }

@@ -3,7 +3,10 @@
 //!
 //! - [`api`]: the `/v1` HTTP routes.
 //! - [`search`]: one search from parameters to response: validate, scatter, merge, report.
-//! - [`scatter`]: fan-out to every shard with replica failover, bounded by the deadline.
+//! - [`scatter`]: fan-out to every shard: replica choice, hedges, retries, the deadline.
+//! - [`choose`]: power of two choices over replicas' load scores.
+//! - [`hedge`]: the hedge delay (a recent latency percentile) and the hedge budget.
+//! - [`replica`]: one replica's in-flight count, peak-EWMA latency and ejection state.
 //! - [`merge`]: the pure merge of partial top-k lists and the documented rank order.
 //! - [`cluster`]: each shard's replica set and what the root knows of each replica.
 //! - [`client`]: the [`client::LeafClient`] trait, its gRPC implementation, the per-shard error.
@@ -14,16 +17,21 @@
 //! - [`cli`]: the `fanout-root` command line.
 
 pub mod api;
+pub mod choose;
 pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod hedge;
 pub mod merge;
+pub mod replica;
 pub mod scatter;
 pub mod search;
 pub mod server;
+#[cfg(test)]
+mod testing;
 
 pub use api::RootState;
 pub use client::{LeafClient, ShardError};

@@ -1,15 +1,69 @@
 //! Scattering: one search sent to every shard at once, each shard answered by one of its
 //! replicas, and nothing waited for past the deadline.
 //!
-//! Per shard, replicas are tried in [`ReplicaSet::attempt_order`]; a retryable failure (refused,
-//! unavailable) moves on to the next replica at once while the deadline allows, a bad request
-//! does not (every replica would refuse it).
+//! Per shard ([`search_shard`]):
+//! 1. the primary attempt goes to a replica chosen by power of two choices;
+//! 2. if it has not answered after the shard's hedge delay, and the hedge budget has a token, a
+//!    hedge goes to a different replica; the first good answer wins and the other attempt is
+//!    dropped, which cancels its gRPC stream so the leaf can skip work it has not started;
+//! 3. an attempt that fails in a retryable way (refused, unavailable) is retried at once on
+//!    another replica while the deadline allows; a bad request is not (every replica would
+//!    refuse it);
+//! 4. at the deadline, whatever is still in flight is cancelled and the shard reported missing.
+
+use std::time::Duration;
 
 use fanout_proto::{pb, ShardId};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::client::ShardError;
-use crate::cluster::{Cluster, ReplicaSet};
+use crate::cluster::{Cluster, Replica, ReplicaSet};
+use crate::config::RootConfig;
+use crate::replica::{FailureEffect, ReplicaPolicy, ReplicaState};
+
+/// Why an attempt was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptKind {
+    Primary,
+    Hedge,
+    Retry,
+}
+
+impl AttemptKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            AttemptKind::Primary => "primary",
+            AttemptKind::Hedge => "hedge",
+            AttemptKind::Retry => "retry",
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptOutcome {
+    /// Its answer was used.
+    Won,
+    /// It failed, for this reason.
+    Failed(String),
+    /// Another attempt won first, or the deadline passed: it was dropped.
+    Cancelled,
+}
+
+/// One request to one replica, for reporting.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptReport {
+    pub replica: String,
+    pub kind: AttemptKind,
+    pub outcome: AttemptOutcome,
+    /// Time from sending to the answer, failure or cancellation.
+    pub elapsed_us: u64,
+}
 
 /// What one shard contributed to a search.
 #[derive(Debug)]
@@ -17,203 +71,242 @@ pub struct ShardOutcome {
     pub shard: ShardId,
     /// The answering replica's name and its response, or why no replica answered.
     pub result: Result<(String, pb::SearchResponse), ShardError>,
-    /// Replicas asked, including the one that answered.
-    pub attempts: u32,
+    /// Every request sent for this shard, in the order they were sent.
+    pub attempts: Vec<AttemptReport>,
+}
+
+/// Per-request switches.
+#[derive(Clone, Copy, Debug)]
+pub struct ScatterOptions {
+    /// Whether this request may be hedged.
+    pub hedge: bool,
 }
 
 /// Sends `request` to every shard and gathers what arrives by `deadline`, in shard order.
 pub async fn scatter(
     cluster: &Cluster,
+    config: &RootConfig,
     request: &pb::SearchRequest,
     deadline: Instant,
+    options: ScatterOptions,
 ) -> Vec<ShardOutcome> {
     let calls = cluster
         .shards()
         .iter()
-        .map(|set| search_shard(set, request.clone(), deadline));
+        .map(|set| search_shard(set, config, request, deadline, options));
     futures::future::join_all(calls).await
 }
 
-async fn search_shard(
-    set: &ReplicaSet,
-    request: pb::SearchRequest,
-    deadline: Instant,
-) -> ShardOutcome {
-    let mut attempts = 0;
-    let mut last_error = ShardError::Timeout;
-    for index in set.attempt_order() {
-        let now = Instant::now();
-        if now >= deadline {
-            last_error = ShardError::Timeout;
-            break;
-        }
-        let replica = &set.replicas[index];
-        attempts += 1;
-        let call = replica.client.search(request.clone(), deadline - now);
-        // The client honours its timeout, but the deadline must hold even if a client does not.
-        let result = match tokio::time::timeout_at(deadline, call).await {
-            Ok(result) => result,
-            Err(_) => Err(ShardError::Timeout),
-        };
-        match result {
-            Ok(response) => {
-                replica.set_healthy(true);
-                return ShardOutcome {
-                    shard: set.shard,
-                    result: Ok((replica.name.clone(), response)),
-                    attempts,
-                };
-            }
-            Err(e) => {
-                tracing::debug!(shard = set.shard, replica = %replica.name, error = %e, "attempt failed");
-                if matches!(e, ShardError::Unavailable(_)) {
-                    replica.set_healthy(false);
-                }
-                let retry = e.is_retryable();
-                last_error = e;
-                if !retry {
-                    break;
-                }
-            }
+/// Keeps a replica's in-flight count and latency estimate right however an attempt ends:
+/// answered, failed, or dropped (cancelled).
+struct InFlight<'a> {
+    state: &'a ReplicaState,
+    policy: &'a ReplicaPolicy,
+    started: Instant,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(state: &'a ReplicaState, policy: &'a ReplicaPolicy) -> Self {
+        state.start();
+        Self {
+            state,
+            policy,
+            started: Instant::now(),
         }
     }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.state.finish(self.started.elapsed(), self.policy);
+    }
+}
+
+/// One attempt: the replica's answer, tagged with the attempt's slot in the report list.
+async fn attempt(
+    replica: &Replica,
+    policy: &ReplicaPolicy,
+    request: pb::SearchRequest,
+    deadline: Instant,
+    slot: usize,
+) -> (usize, Result<pb::SearchResponse, ShardError>, Duration) {
+    let in_flight = InFlight::new(&replica.state, policy);
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let result = replica.client.search(request, timeout).await;
+    (slot, result, in_flight.started.elapsed())
+}
+
+/// An attempt in flight: resolves to its report slot, the replica's answer and the time taken.
+type AttemptFuture<'a> = BoxFuture<'a, (usize, Result<pb::SearchResponse, ShardError>, Duration)>;
+
+/// The attempts of one shard request so far.
+struct Attempts<'a> {
+    set: &'a ReplicaSet,
+    policy: &'a ReplicaPolicy,
+    request: &'a pb::SearchRequest,
+    deadline: Instant,
+    shard_label: String,
+    tried: Vec<bool>,
+    reports: Vec<AttemptReport>,
+    /// Per report slot: which replica, and when it was sent.
+    sent: Vec<(usize, Instant)>,
+    in_flight: FuturesUnordered<AttemptFuture<'a>>,
+}
+
+impl<'a> Attempts<'a> {
+    /// Sends the request to a replica not tried yet, if there is one.
+    fn launch(&mut self, kind: AttemptKind) -> bool {
+        let Some(index) = self.set.choose(&self.tried, self.policy) else {
+            return false;
+        };
+        self.tried[index] = true;
+        let slot = self.reports.len();
+        let replica = &self.set.replicas[index];
+        self.reports.push(AttemptReport {
+            replica: replica.name.clone(),
+            kind,
+            outcome: AttemptOutcome::Cancelled,
+            elapsed_us: 0,
+        });
+        self.sent.push((index, Instant::now()));
+        metrics::counter!("fanout_root_leaf_requests_total", "shard" => self.shard_label.clone(), "kind" => kind.as_str())
+            .increment(1);
+        let request = self.request.clone();
+        self.in_flight.push(Box::pin(attempt(
+            replica,
+            self.policy,
+            request,
+            self.deadline,
+            slot,
+        )));
+        true
+    }
+
+    fn replica(&self, slot: usize) -> &'a Replica {
+        &self.set.replicas[self.sent[slot].0]
+    }
+
+    /// Attempts neither answered nor failed: the ones about to be cancelled.
+    fn unfinished(&self) -> Vec<usize> {
+        (0..self.reports.len())
+            .filter(|&slot| self.reports[slot].outcome == AttemptOutcome::Cancelled)
+            .collect()
+    }
+}
+
+/// Searches one shard with replica choice, hedging, retries and the deadline.
+pub async fn search_shard(
+    set: &ReplicaSet,
+    config: &RootConfig,
+    request: &pb::SearchRequest,
+    deadline: Instant,
+    options: ScatterOptions,
+) -> ShardOutcome {
+    let policy = &config.replica;
+    let started = Instant::now();
+    let mut attempts = Attempts {
+        set,
+        policy,
+        request,
+        deadline,
+        shard_label: set.shard.to_string(),
+        tried: vec![false; set.replicas.len()],
+        reports: Vec::new(),
+        sent: Vec::new(),
+        in_flight: FuturesUnordered::new(),
+    };
+    set.budget.deposit();
+    attempts.launch(AttemptKind::Primary);
+    let hedging = options.hedge && config.hedge.enabled && set.replicas.len() > 1;
+    let mut hedge_at = hedging.then(|| (started + set.hedge_delay()).min(deadline));
+    let mut timed_out = false;
+
+    let result = loop {
+        let hedge_timer = async {
+            match hedge_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            Some((slot, result, elapsed)) = attempts.in_flight.next() => {
+                let replica = attempts.replica(slot);
+                attempts.reports[slot].elapsed_us = elapsed.as_micros() as u64;
+                match result {
+                    Ok(response) => {
+                        replica.state.record_success(policy);
+                        set.record_latency(elapsed, &config.hedge);
+                        attempts.reports[slot].outcome = AttemptOutcome::Won;
+                        break Ok((replica.name.clone(), response));
+                    }
+                    Err(e) => {
+                        attempts.reports[slot].outcome = AttemptOutcome::Failed(e.to_string());
+                        if !e.is_retryable() {
+                            break Err(e);
+                        }
+                        note_failure(replica, policy);
+                        if Instant::now() < deadline && attempts.launch(AttemptKind::Retry) {
+                            metrics::counter!("fanout_root_retries_total", "shard" => attempts.shard_label.clone()).increment(1);
+                        }
+                        if attempts.in_flight.is_empty() {
+                            break Err(e);
+                        }
+                    }
+                }
+            }
+            _ = hedge_timer => {
+                hedge_at = None;
+                let untried = attempts.tried.iter().any(|t| !t);
+                if untried && set.budget.try_withdraw() {
+                    attempts.launch(AttemptKind::Hedge);
+                    metrics::counter!("fanout_root_hedges_total", "shard" => attempts.shard_label.clone(), "outcome" => "sent").increment(1);
+                } else if untried {
+                    metrics::counter!("fanout_root_hedges_total", "shard" => attempts.shard_label.clone(), "outcome" => "skipped_budget").increment(1);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                timed_out = true;
+                break Err(ShardError::Timeout);
+            }
+        }
+    };
+    // What is still in flight is cancelled now; at the deadline, that counts against its replica.
+    let now = Instant::now();
+    for slot in attempts.unfinished() {
+        attempts.reports[slot].elapsed_us =
+            now.duration_since(attempts.sent[slot].1).as_micros() as u64;
+        if timed_out {
+            note_failure(attempts.replica(slot), policy);
+        }
+    }
+    drop(attempts.in_flight);
+    let label = attempts.shard_label;
+    if attempts
+        .reports
+        .iter()
+        .any(|r| r.outcome == AttemptOutcome::Won && r.kind == AttemptKind::Hedge)
+    {
+        metrics::counter!("fanout_root_hedges_total", "shard" => label.clone(), "outcome" => "won")
+            .increment(1);
+    }
+    metrics::histogram!("fanout_root_shard_seconds", "shard" => label)
+        .record(started.elapsed().as_secs_f64());
     ShardOutcome {
         shard: set.shard,
-        result: Err(last_error),
-        attempts,
+        result,
+        attempts: attempts.reports,
+    }
+}
+
+fn note_failure(replica: &Replica, policy: &ReplicaPolicy) {
+    if let FailureEffect::Ejected(backoff) = replica.state.record_failure(policy) {
+        tracing::warn!(replica = %replica.name, ?backoff, "replica ejected after consecutive failures");
+        metrics::counter!("fanout_root_ejections_total", "replica" => replica.name.clone())
+            .increment(1);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::client::LeafClient;
-    use crate::cluster::Replica;
-    use futures::future::BoxFuture;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    /// A fake replica: answers after `delay`, or fails with `error`.
-    struct Fake {
-        delay: Duration,
-        error: Option<ShardError>,
-        calls: AtomicU32,
-    }
-
-    impl Fake {
-        fn ok(delay_ms: u64) -> Arc<Self> {
-            Arc::new(Self {
-                delay: Duration::from_millis(delay_ms),
-                error: None,
-                calls: AtomicU32::new(0),
-            })
-        }
-        fn failing(error: ShardError) -> Arc<Self> {
-            Arc::new(Self {
-                delay: Duration::ZERO,
-                error: Some(error),
-                calls: AtomicU32::new(0),
-            })
-        }
-    }
-
-    impl LeafClient for Fake {
-        fn search(
-            &self,
-            _: pb::SearchRequest,
-            _: Duration,
-        ) -> BoxFuture<'static, Result<pb::SearchResponse, ShardError>> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            let (delay, error) = (self.delay, self.error.clone());
-            Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                match error {
-                    Some(e) => Err(e),
-                    None => Ok(pb::SearchResponse {
-                        total_hits: 1,
-                        ..Default::default()
-                    }),
-                }
-            })
-        }
-        fn check_health(&self, _: Duration) -> BoxFuture<'static, bool> {
-            Box::pin(async { true })
-        }
-    }
-
-    fn cluster(shards: Vec<Vec<Arc<Fake>>>) -> Cluster {
-        Cluster::new(
-            shards
-                .into_iter()
-                .enumerate()
-                .map(|(s, fakes)| {
-                    let replicas = fakes
-                        .into_iter()
-                        .enumerate()
-                        .map(|(r, f)| Replica::new(format!("s{s}r{r}"), f as Arc<dyn LeafClient>))
-                        .collect();
-                    ReplicaSet::new(s as u32, replicas)
-                })
-                .collect(),
-        )
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn unavailable_replica_fails_over_to_the_next() {
-        let dead = Fake::failing(ShardError::Unavailable("connection refused".into()));
-        let live = Fake::ok(5);
-        let cluster = cluster(vec![vec![dead.clone(), live.clone()]]);
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let out = scatter(&cluster, &pb::SearchRequest::default(), deadline).await;
-        let (replica, _) = out[0].result.as_ref().unwrap();
-        assert_eq!(replica, "s0r1");
-        assert_eq!(out[0].attempts, 2);
-        assert!(!cluster.shards()[0].replicas[0].is_healthy());
-        // Now the dead replica goes last, so the next request needs one attempt.
-        let out = scatter(&cluster, &pb::SearchRequest::default(), deadline).await;
-        assert_eq!(out[0].attempts, 1);
-        assert_eq!(dead.calls.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_dead_shard_is_reported_and_does_not_hold_up_the_others() {
-        let cluster = cluster(vec![
-            vec![Fake::ok(3)],
-            vec![
-                Fake::failing(ShardError::Unavailable("refused".into())),
-                Fake::ok(10_000),
-            ],
-        ]);
-        let start = Instant::now();
-        let out = scatter(
-            &cluster,
-            &pb::SearchRequest::default(),
-            start + Duration::from_millis(200),
-        )
-        .await;
-        assert_eq!(
-            start.elapsed(),
-            Duration::from_millis(200),
-            "answered at the deadline, not later"
-        );
-        assert!(out[0].result.is_ok());
-        assert_eq!(out[1].result.as_ref().unwrap_err(), &ShardError::Timeout);
-        assert_eq!(out[1].attempts, 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn invalid_requests_are_not_retried() {
-        let first = Fake::failing(ShardError::InvalidArgument("bad query".into()));
-        let second = Fake::ok(1);
-        let cluster = cluster(vec![vec![first, second.clone()]]);
-        let out = scatter(
-            &cluster,
-            &pb::SearchRequest::default(),
-            Instant::now() + Duration::from_secs(1),
-        )
-        .await;
-        assert!(matches!(out[0].result, Err(ShardError::InvalidArgument(_))));
-        assert_eq!(second.calls.load(Ordering::SeqCst), 0);
-    }
-}
+#[path = "scatter_tests.rs"]
+mod tests;

@@ -12,7 +12,7 @@ use crate::cluster::Cluster;
 use crate::config::RootConfig;
 use crate::error::ApiError;
 use crate::merge::{merge_top_k, ShardHit};
-use crate::scatter::scatter;
+use crate::scatter::{scatter, AttemptKind, AttemptOutcome, AttemptReport, ScatterOptions};
 
 /// A search as the HTTP API takes it, from the query string or a JSON body.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -26,6 +26,13 @@ pub struct SearchParams {
     pub from: Option<usize>,
     /// Milliseconds to wait for shards; default and maximum come from the root's configuration.
     pub timeout_ms: Option<u64>,
+    /// `false` turns hedging off for this request (for A/B measurement). Default true.
+    pub hedge: Option<bool>,
+    /// `false` makes a missing shard an error (504 at the deadline, 503 if it was unreachable)
+    /// instead of a partial answer. Default true.
+    pub allow_partial: Option<bool>,
+    /// `true` reports every attempt sent to every shard. Default false.
+    pub debug: Option<bool>,
 }
 
 /// A validated search.
@@ -35,6 +42,9 @@ pub struct SearchPlan {
     pub size: usize,
     pub from: usize,
     pub timeout: Duration,
+    pub hedge: bool,
+    pub allow_partial: bool,
+    pub debug: bool,
 }
 
 impl SearchParams {
@@ -77,6 +87,9 @@ impl SearchParams {
             size,
             from,
             timeout,
+            hedge: self.hedge.unwrap_or(true),
+            allow_partial: self.allow_partial.unwrap_or(true),
+            debug: self.debug.unwrap_or(false),
         })
     }
 }
@@ -103,12 +116,46 @@ pub struct HitOut {
     pub fields: Box<RawValue>,
 }
 
-/// Which shards answered.
+/// Which shards answered, and how.
 #[derive(Debug, Serialize)]
 pub struct ShardsSummary {
     pub total: usize,
     pub successful: usize,
     pub failed: Vec<ShardFailure>,
+    /// Per shard: which replica answered, and whether a hedge or retry was sent.
+    pub details: Vec<ShardDetail>,
+}
+
+/// How one shard was answered.
+#[derive(Debug, Serialize)]
+pub struct ShardDetail {
+    pub shard: ShardId,
+    /// The replica whose answer was used, if any.
+    pub replica: Option<String>,
+    /// Requests sent to the shard's replicas (1 unless hedged or retried).
+    pub requests: usize,
+    pub hedged: bool,
+    pub retried: bool,
+    /// Which attempt's answer was used: `primary`, `hedge` or `retry`.
+    pub won: Option<AttemptKind>,
+    /// Every attempt, with `debug=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<AttemptReport>>,
+}
+
+impl ShardDetail {
+    fn new(shard: ShardId, attempts: Vec<AttemptReport>, debug: bool) -> Self {
+        let winner = attempts.iter().find(|a| a.outcome == AttemptOutcome::Won);
+        Self {
+            shard,
+            replica: winner.map(|a| a.replica.clone()),
+            requests: attempts.len(),
+            hedged: attempts.iter().any(|a| a.kind == AttemptKind::Hedge),
+            retried: attempts.iter().any(|a| a.kind == AttemptKind::Retry),
+            won: winner.map(|a| a.kind),
+            attempts: debug.then_some(attempts),
+        }
+    }
 }
 
 /// A shard that contributed nothing, and why.
@@ -119,7 +166,11 @@ pub struct ShardFailure {
 }
 
 /// Runs a validated search over the cluster.
-pub async fn search(cluster: &Cluster, plan: &SearchPlan) -> Result<SearchResult, ApiError> {
+pub async fn search(
+    cluster: &Cluster,
+    config: &RootConfig,
+    plan: &SearchPlan,
+) -> Result<SearchResult, ApiError> {
     let started = Instant::now();
     let deadline = started + plan.timeout;
     // Each shard returns its own top from+size; the page is cut after merging.
@@ -130,13 +181,20 @@ pub async fn search(cluster: &Cluster, plan: &SearchPlan) -> Result<SearchResult
         from: 0,
         timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
     };
-    let outcomes = scatter(cluster, &request, deadline).await;
+    let options = ScatterOptions { hedge: plan.hedge };
+    let outcomes = scatter(cluster, config, &request, deadline, options).await;
 
     let mut failed = Vec::new();
     let mut partials = Vec::with_capacity(outcomes.len());
     let mut total_hits = 0;
+    let mut details = Vec::with_capacity(outcomes.len());
+    let mut timed_out = false;
     for outcome in outcomes {
-        metrics::counter!("fanout_root_leaf_attempts_total").increment(u64::from(outcome.attempts));
+        details.push(ShardDetail::new(
+            outcome.shard,
+            outcome.attempts,
+            plan.debug,
+        ));
         match outcome.result {
             Ok((_, response)) => {
                 total_hits += response.total_hits;
@@ -155,22 +213,31 @@ pub async fn search(cluster: &Cluster, plan: &SearchPlan) -> Result<SearchResult
             }
             // The query is the same on every shard: one shard's parser error is the answer.
             Err(ShardError::InvalidArgument(message)) => return Err(ApiError::BadRequest(message)),
-            Err(e) => failed.push(ShardFailure {
-                shard: outcome.shard,
-                reason: e.to_string(),
-            }),
+            Err(e) => {
+                timed_out |= e == ShardError::Timeout;
+                failed.push(ShardFailure {
+                    shard: outcome.shard,
+                    reason: e.to_string(),
+                });
+            }
         }
     }
     let total = cluster.shards().len();
-    if failed.len() == total {
+    if failed.len() == total || (!plan.allow_partial && !failed.is_empty()) {
         let reasons: Vec<String> = failed
             .iter()
             .map(|f| format!("shard {}: {}", f.shard, f.reason))
             .collect();
-        return Err(ApiError::Unavailable(format!(
-            "no shard answered ({})",
+        let message = format!(
+            "{} of {total} shards did not answer ({})",
+            failed.len(),
             reasons.join("; ")
-        )));
+        );
+        return Err(if timed_out {
+            ApiError::GatewayTimeout(message)
+        } else {
+            ApiError::Unavailable(message)
+        });
     }
     let hits = merge_top_k(partials, plan.from, plan.size)
         .into_iter()
@@ -196,6 +263,7 @@ pub async fn search(cluster: &Cluster, plan: &SearchPlan) -> Result<SearchResult
             total,
             successful: total - failed.len(),
             failed,
+            details,
         },
     })
 }

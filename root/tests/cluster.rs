@@ -86,19 +86,7 @@ impl TestCluster {
         assert!(summary.is_complete(), "{summary:?}");
         assert_eq!(summary.docs_indexed, docs.len() as u64);
 
-        let cluster = Arc::new(Cluster::connect(&topology, &config).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let http = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(RootState {
-            cluster,
-            config,
-            metrics: None,
-        });
-        let root = tokio::spawn(fanout_root::server::serve(
-            listener,
-            state,
-            std::future::pending(),
-        ));
+        let (http, root) = start_root(&topology, config).await;
         Self {
             leaves,
             topology,
@@ -382,20 +370,7 @@ async fn a_replica_that_never_answers_cannot_hold_a_search_past_its_deadline() {
         },
     ])
     .unwrap();
-    let config = RootConfig::default();
-    let cluster = Arc::new(Cluster::connect(&topology, &config).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = format!("http://{}", listener.local_addr().unwrap());
-    let state = Arc::new(RootState {
-        cluster,
-        config,
-        metrics: None,
-    });
-    let root = tokio::spawn(fanout_root::server::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
+    let (http, root) = start_root(&topology, RootConfig::default()).await;
 
     let started = Instant::now();
     let body: Value = reqwest::get(format!("{http}/v1/search?q=apple&timeout_ms=300"))

@@ -1,0 +1,279 @@
+//! What a root knows about one replica: requests in flight, a decaying latency estimate, and
+//! whether it is ejected after consecutive failures.
+//!
+//! The latency estimate is a *peak* EWMA (as in Finagle and linkerd): a slower observation
+//! replaces the estimate at once, a faster one is blended in with a weight that decays over
+//! `decay` time, and reading it decays it toward zero so that a replica once seen slow is tried
+//! again later rather than starved forever.
+//!
+//! Ejection: after `consecutive_failures` failures in a row a replica is ejected for a backoff
+//! that doubles with every further ejection (up to a maximum). When the backoff ends the replica
+//! is eligible again; one success re-admits it fully, one more failure ejects it again for
+//! longer. All times come from `tokio::time`, so tests can drive them with a paused clock.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How replicas are judged.
+#[derive(Clone, Debug)]
+pub struct ReplicaPolicy {
+    /// Time constant of the latency EWMA. Default 10 s.
+    pub decay: Duration,
+    /// Failures in a row that eject a replica. Default 2.
+    pub consecutive_failures: u32,
+    /// First ejection's length. Default 1 s.
+    pub base_backoff: Duration,
+    /// Longest ejection. Default 30 s.
+    pub max_backoff: Duration,
+}
+
+impl Default for ReplicaPolicy {
+    fn default() -> Self {
+        Self {
+            decay: Duration::from_secs(10),
+            consecutive_failures: 2,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Ewma {
+    cost_us: f64,
+    stamp: Instant,
+}
+
+#[derive(Debug)]
+struct Health {
+    failures: u32,
+    ejected_until: Option<Instant>,
+    backoff: Duration,
+}
+
+/// One replica's load, latency and health, shared by every request of a root.
+#[derive(Debug)]
+pub struct ReplicaState {
+    outstanding: AtomicU32,
+    ewma: Mutex<Ewma>,
+    health: Mutex<Health>,
+}
+
+/// What [`ReplicaState::record_failure`] did to the replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureEffect {
+    /// Still eligible.
+    Counted,
+    /// Ejected now, for this long.
+    Ejected(Duration),
+}
+
+impl ReplicaState {
+    /// A replica with no history: no latency estimate, not ejected.
+    pub fn new(policy: &ReplicaPolicy) -> Self {
+        Self {
+            outstanding: AtomicU32::new(0),
+            ewma: Mutex::new(Ewma {
+                cost_us: 0.0,
+                stamp: Instant::now(),
+            }),
+            health: Mutex::new(Health {
+                failures: 0,
+                ejected_until: None,
+                backoff: policy.base_backoff,
+            }),
+        }
+    }
+
+    /// Requests sent and not yet finished or cancelled.
+    pub fn outstanding(&self) -> u32 {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Marks a request as started; [`ReplicaState::finish`] must follow.
+    pub fn start(&self) {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks a request as finished (answered, failed or cancelled) after `latency`; the latency
+    /// feeds the estimate (for a cancelled request it is a lower bound, still worth knowing).
+    pub fn finish(&self, latency: Duration, policy: &ReplicaPolicy) {
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut ewma = self.ewma.lock().expect("ewma lock");
+        let rtt = latency.as_secs_f64() * 1e6;
+        let decayed = decay(
+            ewma.cost_us,
+            now.saturating_duration_since(ewma.stamp),
+            policy.decay,
+        );
+        ewma.cost_us = if rtt > decayed {
+            rtt
+        } else {
+            blend(
+                decayed,
+                rtt,
+                now.saturating_duration_since(ewma.stamp),
+                policy.decay,
+            )
+        };
+        ewma.stamp = now;
+    }
+
+    /// The latency estimate now, in microseconds.
+    pub fn latency_us(&self, policy: &ReplicaPolicy) -> f64 {
+        let ewma = self.ewma.lock().expect("ewma lock");
+        decay(
+            ewma.cost_us,
+            Instant::now().saturating_duration_since(ewma.stamp),
+            policy.decay,
+        )
+    }
+
+    /// The load score power-of-two-choices compares: latency times queue length (+1, so an idle
+    /// replica's latency still counts). Lower is better.
+    pub fn load(&self, policy: &ReplicaPolicy) -> f64 {
+        (self.latency_us(policy) + 1.0) * f64::from(self.outstanding() + 1)
+    }
+
+    /// Whether the replica may be chosen now (not inside an ejection).
+    pub fn is_available(&self) -> bool {
+        let health = self.health.lock().expect("health lock");
+        health
+            .ejected_until
+            .is_none_or(|until| Instant::now() >= until)
+    }
+
+    /// Whether the replica is ejected or has failed since its last success.
+    pub fn is_failing(&self) -> bool {
+        self.health.lock().expect("health lock").failures > 0
+    }
+
+    /// Records a success: the replica is fully re-admitted.
+    pub fn record_success(&self, policy: &ReplicaPolicy) {
+        let mut health = self.health.lock().expect("health lock");
+        health.failures = 0;
+        health.ejected_until = None;
+        health.backoff = policy.base_backoff;
+    }
+
+    /// Records a failure; ejects the replica once failures in a row reach the threshold.
+    pub fn record_failure(&self, policy: &ReplicaPolicy) -> FailureEffect {
+        let now = Instant::now();
+        let mut health = self.health.lock().expect("health lock");
+        health.failures += 1;
+        let ejected = health.ejected_until.is_some_and(|until| now < until);
+        if ejected || health.failures < policy.consecutive_failures.max(1) {
+            return FailureEffect::Counted;
+        }
+        let backoff = health.backoff;
+        health.ejected_until = Some(now + backoff);
+        health.backoff = (backoff * 2).min(policy.max_backoff);
+        FailureEffect::Ejected(backoff)
+    }
+}
+
+fn decay(cost: f64, elapsed: Duration, tau: Duration) -> f64 {
+    cost * (-elapsed.as_secs_f64() / tau.as_secs_f64().max(1e-9)).exp()
+}
+
+fn blend(old: f64, new: f64, elapsed: Duration, tau: Duration) -> f64 {
+    let w = (-elapsed.as_secs_f64() / tau.as_secs_f64().max(1e-9)).exp();
+    old * w + new * (1.0 - w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_observation_counts_at_once_and_decays_away() {
+        let policy = ReplicaPolicy::default();
+        let r = ReplicaState::new(&policy);
+        r.start();
+        r.finish(ms(2), &policy);
+        tokio::time::advance(ms(100)).await;
+        r.start();
+        r.finish(ms(200), &policy);
+        let peak = r.latency_us(&policy);
+        assert!((peak - 200_000.0).abs() < 1.0, "peak taken at once: {peak}");
+        tokio::time::advance(policy.decay).await;
+        let later = r.latency_us(&policy);
+        assert!(
+            (later / peak - (-1f64).exp()).abs() < 1e-3,
+            "decays by e per time constant: {later}"
+        );
+        // A fast observation after a long quiet period pulls the estimate most of the way down.
+        tokio::time::advance(policy.decay * 5).await;
+        r.start();
+        r.finish(ms(1), &policy);
+        assert!(r.latency_us(&policy) < 3_000.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn load_grows_with_requests_in_flight() {
+        let policy = ReplicaPolicy::default();
+        let r = ReplicaState::new(&policy);
+        r.start();
+        r.finish(ms(1), &policy);
+        let idle = r.load(&policy);
+        r.start();
+        r.start();
+        assert_eq!(r.outstanding(), 2);
+        assert!((r.load(&policy) / idle - 3.0).abs() < 1e-6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn consecutive_failures_eject_with_growing_backoff_and_a_success_readmits() {
+        let policy = ReplicaPolicy::default();
+        let r = ReplicaState::new(&policy);
+        assert_eq!(r.record_failure(&policy), FailureEffect::Counted);
+        assert!(r.is_available());
+        assert_eq!(r.record_failure(&policy), FailureEffect::Ejected(ms(1_000)));
+        assert!(!r.is_available());
+        // Failures while ejected do not extend the ejection.
+        assert_eq!(r.record_failure(&policy), FailureEffect::Counted);
+        tokio::time::advance(ms(1_000)).await;
+        assert!(r.is_available(), "eligible again after the backoff");
+        // Still failing: ejected again at once, for twice as long.
+        assert_eq!(r.record_failure(&policy), FailureEffect::Ejected(ms(2_000)));
+        tokio::time::advance(ms(2_000)).await;
+        r.record_success(&policy);
+        assert!(r.is_available() && !r.is_failing());
+        assert_eq!(
+            r.record_failure(&policy),
+            FailureEffect::Counted,
+            "a success resets the count"
+        );
+        assert_eq!(
+            r.record_failure(&policy),
+            FailureEffect::Ejected(ms(1_000)),
+            "and the backoff"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_is_capped() {
+        let policy = ReplicaPolicy {
+            consecutive_failures: 1,
+            max_backoff: ms(3_000),
+            ..Default::default()
+        };
+        let r = ReplicaState::new(&policy);
+        let mut lengths = Vec::new();
+        for _ in 0..4 {
+            if let FailureEffect::Ejected(d) = r.record_failure(&policy) {
+                lengths.push(d);
+                tokio::time::advance(d).await;
+            }
+        }
+        assert_eq!(lengths, [ms(1_000), ms(2_000), ms(3_000), ms(3_000)]);
+    }
+}

@@ -1,0 +1,291 @@
+//! Scatter against in-process fake replicas, on tokio's paused clock: every duration below is
+//! exact, not a sleep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::client::LeafClient;
+use crate::cluster::ReplicaSet;
+use crate::hedge::HedgePolicy;
+use crate::testing::{Behaviour, FakeLeaf};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn cluster(shards: Vec<Vec<Arc<FakeLeaf>>>, config: &RootConfig) -> Cluster {
+    Cluster::new(
+        shards
+            .into_iter()
+            .enumerate()
+            .map(|(s, fakes)| {
+                let replicas = fakes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(r, f)| (format!("s{s}r{r}"), Arc::new(f) as Arc<dyn LeafClient>))
+                    .collect();
+                ReplicaSet::new(s as u32, replicas, config)
+            })
+            .collect(),
+    )
+}
+
+const HEDGE: ScatterOptions = ScatterOptions { hedge: true };
+const NO_HEDGE: ScatterOptions = ScatterOptions { hedge: false };
+
+async fn one(
+    cluster: &Cluster,
+    config: &RootConfig,
+    timeout: Duration,
+    options: ScatterOptions,
+) -> (Vec<ShardOutcome>, Duration) {
+    let started = Instant::now();
+    let out = scatter(
+        cluster,
+        config,
+        &pb::SearchRequest::default(),
+        started + timeout,
+        options,
+    )
+    .await;
+    (out, started.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unavailable_replica_is_retried_on_another_at_once() {
+    let config = RootConfig::default();
+    let dead = FakeLeaf::with(Behaviour::Fail(ShardError::Unavailable(
+        "connection refused".into(),
+    )));
+    let live = FakeLeaf::ok(5);
+    let cluster = cluster(vec![vec![dead.clone(), live.clone()]], &config);
+    for _ in 0..20 {
+        let (out, took) = one(&cluster, &config, ms(1_000), NO_HEDGE).await;
+        let (replica, _) = out[0].result.as_ref().unwrap();
+        assert_eq!(replica, "s0r1");
+        assert_eq!(took, ms(5), "the refusal costs no time");
+    }
+    // The dead replica was tried until ejected (2 failures), then left alone.
+    assert_eq!(dead.calls(), 2);
+    let retried = scatter(
+        &cluster,
+        &config,
+        &pb::SearchRequest::default(),
+        Instant::now() + ms(1_000),
+        NO_HEDGE,
+    )
+    .await;
+    assert_eq!(retried[0].attempts.len(), 1, "{:?}", retried[0].attempts);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_replica_costs_at_most_the_hedge_delay_plus_the_other_replicas_latency() {
+    let config = RootConfig::default();
+    let a = FakeLeaf::ok(4);
+    let b = FakeLeaf::ok(4);
+    let cluster = cluster(vec![vec![a.clone(), b.clone()]], &config);
+    // Learn the shard's latencies: p95 = 4 ms becomes the hedge delay.
+    for _ in 0..40 {
+        one(&cluster, &config, ms(1_000), HEDGE).await;
+    }
+    let delay = cluster.shards()[0].hedge_delay();
+    assert_eq!(delay, ms(4));
+
+    a.set(Behaviour::Stall);
+    let calls_before_stall = a.calls();
+    let cancelled_before_stall = a.cancelled();
+    let mut hedged_wins = 0;
+    for _ in 0..50 {
+        let (out, took) = one(&cluster, &config, ms(1_000), HEDGE).await;
+        assert_eq!(out[0].result.as_ref().unwrap().0, "s0r1");
+        assert!(took <= delay + ms(4), "took {took:?}");
+        if out[0]
+            .attempts
+            .iter()
+            .any(|r| r.kind == AttemptKind::Hedge && r.outcome == AttemptOutcome::Won)
+        {
+            hedged_wins += 1;
+        }
+    }
+    assert!(
+        hedged_wins >= 1,
+        "the first request after the stall is rescued by a hedge"
+    );
+    let stalled_calls = a.calls() - calls_before_stall;
+    assert!(stalled_calls >= 1);
+    assert_eq!(
+        a.cancelled() - cancelled_before_stall,
+        stalled_calls,
+        "every attempt on the stalled replica was cancelled"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_hedging_a_stalled_primary_holds_its_shard_until_the_deadline() {
+    let config = RootConfig::default();
+    // A stalled replica and a healthy one that looks busy, so the stalled one is the primary.
+    let stalled_primary = || {
+        let stalled = FakeLeaf::with(Behaviour::Stall);
+        let cluster = cluster(vec![vec![stalled.clone(), FakeLeaf::ok(4)]], &config);
+        for _ in 0..3 {
+            cluster.shards()[0].replicas[1].state.start();
+        }
+        (stalled, cluster)
+    };
+    let (stalled, unhedged) = stalled_primary();
+    let (out, took) = one(&unhedged, &config, ms(300), NO_HEDGE).await;
+    assert_eq!(took, ms(300));
+    assert_eq!(out[0].result.as_ref().unwrap_err(), &ShardError::Timeout);
+    assert_eq!(stalled.cancelled(), 1);
+    // The same request hedged: rescued after the (initial, cautious) hedge delay.
+    let (stalled, hedged) = stalled_primary();
+    let (out, took) = one(&hedged, &config, ms(300), HEDGE).await;
+    assert!(out[0].result.is_ok());
+    assert_eq!(took, config.hedge.max_delay + ms(4));
+    assert_eq!(stalled.cancelled(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loser_of_a_hedge_is_cancelled() {
+    let config = RootConfig {
+        hedge: HedgePolicy {
+            min_delay: ms(10),
+            max_delay: ms(10),
+            ..HedgePolicy::default()
+        },
+        ..RootConfig::default()
+    };
+    let slow = FakeLeaf::ok(100);
+    let fast = FakeLeaf::ok(5);
+    let cluster = cluster(vec![vec![slow.clone(), fast.clone()]], &config);
+    // Make the slow one the primary: the fast one is busy.
+    for _ in 0..3 {
+        cluster.shards()[0].replicas[1].state.start();
+    }
+    let (out, took) = one(&cluster, &config, ms(1_000), HEDGE).await;
+    assert_eq!(took, ms(15), "hedge sent at 10 ms, answered 5 ms later");
+    let kinds: Vec<_> = out[0]
+        .attempts
+        .iter()
+        .map(|a| (a.kind, a.outcome.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (AttemptKind::Primary, AttemptOutcome::Cancelled),
+            (AttemptKind::Hedge, AttemptOutcome::Won)
+        ]
+    );
+    assert_eq!(out[0].attempts[0].elapsed_us, 15_000);
+    assert_eq!(slow.cancelled(), 1);
+    assert_eq!(slow.answered.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        cluster.shards()[0].replicas[0].state.outstanding(),
+        0,
+        "the cancelled request is no longer counted"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_caps_hedges_when_every_request_is_slow() {
+    let config = RootConfig {
+        hedge: HedgePolicy {
+            min_delay: ms(10),
+            max_delay: ms(10),
+            ..HedgePolicy::default()
+        },
+        ..RootConfig::default()
+    };
+    let a = FakeLeaf::ok(50);
+    let b = FakeLeaf::ok(50);
+    let cluster = cluster(vec![vec![a.clone(), b.clone()]], &config);
+    let n = 1_000;
+    for _ in 0..n {
+        one(&cluster, &config, ms(1_000), HEDGE).await;
+    }
+    let hedges = a.calls() + b.calls() - n;
+    // Every request outlived the hedge delay; only the burst plus 5% were hedged.
+    let cap = (config.hedge.budget_burst + config.hedge.budget_ratio * f64::from(n)) as u32;
+    assert!(
+        hedges <= cap && hedges >= cap - 2,
+        "{hedges} hedges for {n} requests, cap {cap}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_replica_is_ejected_then_readmitted_after_its_backoff() {
+    let config = RootConfig::default();
+    let flaky = FakeLeaf::with(Behaviour::Fail(ShardError::Unavailable("refused".into())));
+    let steady = FakeLeaf::ok(2);
+    let cluster = cluster(vec![vec![flaky.clone(), steady.clone()]], &config);
+    let replica = &cluster.shards()[0].replicas[0];
+    while flaky.calls() < 2 {
+        let (out, _) = one(&cluster, &config, ms(1_000), NO_HEDGE).await;
+        assert!(
+            out[0].result.is_ok(),
+            "the other replica answers every request"
+        );
+    }
+    assert!(
+        !replica.state.is_available(),
+        "ejected after two failures in a row"
+    );
+    for _ in 0..50 {
+        one(&cluster, &config, ms(1_000), NO_HEDGE).await;
+    }
+    assert_eq!(flaky.calls(), 2, "not tried while ejected");
+
+    // It recovers; after the backoff it is tried again and re-admitted by one success.
+    flaky.set(Behaviour::Answer(ms(1)));
+    tokio::time::advance(config.replica.base_backoff).await;
+    assert!(replica.state.is_available());
+    for _ in 0..100 {
+        one(&cluster, &config, ms(1_000), NO_HEDGE).await;
+        if flaky.calls() > 2 {
+            break;
+        }
+    }
+    assert!(flaky.calls() > 2, "tried again after the backoff");
+    assert!(!replica.state.is_failing(), "re-admitted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_deadline_the_answered_shards_come_back_and_the_rest_are_named() {
+    let config = RootConfig::default();
+    let stalled = || FakeLeaf::with(Behaviour::Stall);
+    let (s1a, s1b) = (stalled(), stalled());
+    let cluster = cluster(
+        vec![
+            vec![FakeLeaf::ok(3), FakeLeaf::ok(3)],
+            vec![s1a.clone(), s1b.clone()],
+        ],
+        &config,
+    );
+    let (out, took) = one(&cluster, &config, ms(250), HEDGE).await;
+    assert_eq!(took, ms(250), "answered at the deadline, not later");
+    assert!(out[0].result.is_ok());
+    assert_eq!(out[1].result.as_ref().unwrap_err(), &ShardError::Timeout);
+    // The hedge (sent at the cautious initial delay) was cancelled at the deadline too.
+    assert_eq!(out[1].attempts.len(), 2);
+    assert_eq!(s1a.cancelled() + s1b.cancelled(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_requests_are_not_retried() {
+    let config = RootConfig::default();
+    let first = FakeLeaf::with(Behaviour::Fail(ShardError::InvalidArgument(
+        "bad query".into(),
+    )));
+    let second = FakeLeaf::with(Behaviour::Fail(ShardError::InvalidArgument(
+        "bad query".into(),
+    )));
+    let cluster = cluster(vec![vec![first.clone(), second.clone()]], &config);
+    let (out, _) = one(&cluster, &config, ms(1_000), HEDGE).await;
+    assert!(matches!(out[0].result, Err(ShardError::InvalidArgument(_))));
+    assert_eq!(first.calls() + second.calls(), 1);
+    assert!(
+        cluster.shards()[0].has_reachable_replica(),
+        "a bad request is not the replica's fault"
+    );
+}
