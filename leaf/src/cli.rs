@@ -33,6 +33,10 @@ pub struct Args {
     /// Indexing threads.
     #[arg(long, env = "FANOUT_LEAF_WRITER_THREADS", default_value_t = 1)]
     pub writer_threads: usize,
+    /// Searches run at once; more wait (and are skipped if cancelled while waiting).
+    /// Default: the number of CPUs.
+    #[arg(long, env = "FANOUT_LEAF_MAX_CONCURRENT_SEARCHES")]
+    pub max_concurrent_searches: Option<usize>,
     /// Memory budget of the index writer, in MiB.
     #[arg(long, env = "FANOUT_LEAF_WRITER_MEMORY_MB", default_value_t = 64)]
     pub writer_memory_mb: usize,
@@ -59,7 +63,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let replica = args.replica.clone().unwrap_or_else(|| addr.to_string());
-    let leaf = LeafService::new(index, replica.clone());
+    let leaf = match args.max_concurrent_searches {
+        Some(slots) => LeafService::with_search_slots(index, replica.clone(), slots),
+        None => LeafService::new(index, replica.clone()),
+    };
     tracing::info!(%addr, shard, %replica, docs = leaf.info().num_docs, "leaf serving");
     println!("listening on {addr}");
     crate::server::serve(listener, leaf, shutdown_signal()).await?;

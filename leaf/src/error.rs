@@ -20,7 +20,10 @@ pub enum LeafError {
     /// Tantivy failed (I/O, a corrupt index, ...).
     #[error("index error: {0}")]
     Index(#[from] tantivy::TantivyError),
-    /// Anything else: a panicked or cancelled worker.
+    /// The caller gave up before the work started, so it was skipped.
+    #[error("cancelled by the caller before it started")]
+    Cancelled,
+    /// Anything else: a panicked worker.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -40,6 +43,7 @@ impl From<LeafError> for tonic::Status {
                 tonic::Status::invalid_argument(message)
             }
             LeafError::WrongShard { .. } => tonic::Status::failed_precondition(message),
+            LeafError::Cancelled => tonic::Status::cancelled(message),
             LeafError::Config(_) | LeafError::Index(_) | LeafError::Internal(_) => {
                 tonic::Status::internal(message)
             }

@@ -77,6 +77,8 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
             generation: info.generation,
             id_field: info.id_field,
             default_fields: info.default_fields,
+            searches_run: info.searches_run,
+            searches_skipped: info.searches_skipped,
         }))
     }
 }

@@ -2,8 +2,16 @@
 //!
 //! Tantivy work is CPU- and disk-bound, so every call runs on the blocking pool; the async
 //! runtime only moves bytes.
+//!
+//! Searches run at most `max_concurrent_searches` at a time, and the wait for a slot happens in
+//! async code. When a caller gives up (a hedge won on another replica, or the deadline passed),
+//! tonic drops the request's future: a search still waiting for a slot, or handed to the
+//! blocking pool but not yet started there, is skipped rather than run for nobody.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use fanout_proto::ShardId;
 
@@ -15,6 +23,46 @@ use crate::index::{BatchOutcome, LeafHits, ShardIndex};
 pub struct LeafService {
     index: Arc<ShardIndex>,
     replica: String,
+    search_slots: Arc<Semaphore>,
+    stats: Arc<SearchStats>,
+}
+
+/// Counts of searches run and skipped because their caller had gone.
+#[derive(Debug, Default)]
+pub struct SearchStats {
+    run: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl SearchStats {
+    /// Searches that ran.
+    pub fn run(&self) -> u64 {
+        self.run.load(Ordering::Relaxed)
+    }
+
+    /// Searches whose caller gave up before they started.
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+}
+
+/// A search between its arrival and its start. `claimed` is set by whichever comes first: the
+/// blocking task starting the search, or the request's future being dropped.
+struct Pending {
+    claimed: Arc<AtomicBool>,
+    /// Whether the search was handed to the blocking pool (which then counts a skip itself).
+    handed_off: bool,
+    stats: Arc<SearchStats>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let started = self.claimed.swap(true, Ordering::AcqRel);
+        if !started && !self.handed_off {
+            // Dropped while waiting for a search slot.
+            self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What a leaf says about itself.
@@ -26,15 +74,30 @@ pub struct LeafInfo {
     pub generation: u64,
     pub id_field: String,
     pub default_fields: Vec<String>,
+    pub searches_run: u64,
+    pub searches_skipped: u64,
 }
 
 impl LeafService {
     /// Serves `index` under the replica name `replica` (used in responses and logs).
     pub fn new(index: ShardIndex, replica: impl Into<String>) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self::with_search_slots(index, replica, cpus)
+    }
+
+    /// Like [`LeafService::new`], running at most `slots` searches at a time.
+    pub fn with_search_slots(index: ShardIndex, replica: impl Into<String>, slots: usize) -> Self {
         Self {
             index: Arc::new(index),
             replica: replica.into(),
+            search_slots: Arc::new(Semaphore::new(slots.max(1))),
+            stats: Arc::new(SearchStats::default()),
         }
+    }
+
+    /// How many searches ran and how many were skipped.
+    pub fn search_stats(&self) -> &SearchStats {
+        &self.stats
     }
 
     /// The replica's name.
@@ -47,15 +110,39 @@ impl LeafService {
         self.index.shard()
     }
 
-    /// Runs a query on the blocking pool.
+    /// Runs a query on the blocking pool, unless the caller gives up before it starts.
     pub async fn search(
         &self,
         query: String,
         from: usize,
         size: usize,
     ) -> Result<LeafHits, LeafError> {
-        self.blocking(move |index| index.search(&query, from, size))
-            .await
+        let claimed = Arc::new(AtomicBool::new(false));
+        let mut pending = Pending {
+            claimed: Arc::clone(&claimed),
+            handed_off: false,
+            stats: Arc::clone(&self.stats),
+        };
+        let slot = match Arc::clone(&self.search_slots).acquire_owned().await {
+            Ok(slot) => slot,
+            Err(_) => return Err(LeafError::Internal("search slots closed".into())),
+        };
+        let stats = Arc::clone(&self.stats);
+        pending.handed_off = true;
+        let result = self
+            .blocking(move |index| {
+                let _slot = slot;
+                // Claim the search; if the caller already left, skip it.
+                if claimed.swap(true, Ordering::AcqRel) {
+                    stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    return Err(LeafError::Cancelled);
+                }
+                stats.run.fetch_add(1, Ordering::Relaxed);
+                index.search(&query, from, size)
+            })
+            .await;
+        drop(pending);
+        result
     }
 
     /// Indexes a batch on the blocking pool.
@@ -85,6 +172,8 @@ impl LeafService {
             generation: self.index.generation(),
             id_field: config.id_field.clone(),
             default_fields: config.default_fields.clone(),
+            searches_run: self.stats.run(),
+            searches_skipped: self.stats.skipped(),
         }
     }
 
@@ -97,5 +186,56 @@ impl LeafService {
         tokio::task::spawn_blocking(move || work(&index))
             .await
             .map_err(|e| LeafError::Internal(format!("leaf worker failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SchemaConfig, WriterOptions};
+
+    fn leaf(slots: usize) -> LeafService {
+        let index =
+            ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
+        index
+            .index_batch(0, 0, &[r#"{"id": "a", "title": "apple"}"#])
+            .unwrap();
+        index.commit().unwrap();
+        LeafService::with_search_slots(index, "test", slots)
+    }
+
+    #[tokio::test]
+    async fn a_search_cancelled_while_waiting_for_a_slot_never_runs() {
+        let leaf = leaf(1);
+        let busy = Arc::clone(&leaf.search_slots).try_acquire_owned().unwrap();
+        let mut waiting = Box::pin(leaf.search("apple".into(), 0, 10));
+        assert!(
+            futures_poll_once(waiting.as_mut()).await.is_none(),
+            "no free slot"
+        );
+        drop(waiting);
+        drop(busy);
+        assert_eq!(
+            (leaf.search_stats().run(), leaf.search_stats().skipped()),
+            (0, 1)
+        );
+        let found = leaf.search("apple".into(), 0, 10).await.unwrap();
+        assert_eq!(found.total_hits, 1);
+        assert_eq!(
+            (leaf.search_stats().run(), leaf.search_stats().skipped()),
+            (1, 1)
+        );
+        assert_eq!(leaf.info().searches_run, 1);
+    }
+
+    /// Polls a future once: `Some(output)` if it was ready.
+    async fn futures_poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+        std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(match std::pin::Pin::new(&mut f).poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            })
+        })
+        .await
     }
 }

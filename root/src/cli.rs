@@ -11,6 +11,8 @@ use fanout_proto::Topology;
 use crate::api::RootState;
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
+use crate::hedge::HedgePolicy;
+use crate::replica::ReplicaPolicy;
 
 /// Serves the fanout HTTP search API over a cluster of leaves.
 #[derive(Debug, Clone, Parser)]
@@ -35,6 +37,38 @@ pub struct Args {
     /// How often replicas' health is probed, in milliseconds.
     #[arg(long, env = "FANOUT_ROOT_PROBE_INTERVAL_MS", default_value_t = 1_000)]
     pub probe_interval_ms: u64,
+    /// Hedging: `on` or `off` for every request (a request can also say `hedge=false`).
+    #[arg(long, env = "FANOUT_ROOT_HEDGE", default_value = "on", value_parser = ["on", "off"])]
+    pub hedge: String,
+    /// Hedge once a shard request has been outstanding longer than this percentile of the
+    /// shard's recent latencies.
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_PERCENTILE", default_value_t = 0.95)]
+    pub hedge_percentile: f64,
+    /// Shortest hedge delay, in milliseconds.
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_MIN_DELAY_MS", default_value_t = 1)]
+    pub hedge_min_delay_ms: u64,
+    /// Longest hedge delay, in milliseconds (also used until a shard has enough latencies).
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_MAX_DELAY_MS", default_value_t = 200)]
+    pub hedge_max_delay_ms: u64,
+    /// Hedges allowed per primary request on average (a token bucket).
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_BUDGET", default_value_t = 0.05)]
+    pub hedge_budget: f64,
+    /// Hedges that may be sent in a burst when the budget is full.
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_BURST", default_value_t = 10.0)]
+    pub hedge_burst: f64,
+    /// Failures in a row that eject a replica.
+    #[arg(long, env = "FANOUT_ROOT_EJECT_AFTER", default_value_t = 2)]
+    pub eject_after: u32,
+    /// First ejection's length in milliseconds; doubles with each further ejection.
+    #[arg(long, env = "FANOUT_ROOT_EJECT_BACKOFF_MS", default_value_t = 1_000)]
+    pub eject_backoff_ms: u64,
+    /// Longest ejection, in milliseconds.
+    #[arg(
+        long,
+        env = "FANOUT_ROOT_EJECT_MAX_BACKOFF_MS",
+        default_value_t = 30_000
+    )]
+    pub eject_max_backoff_ms: u64,
 }
 
 impl Args {
@@ -49,6 +83,25 @@ impl Args {
             default_timeout: Duration::from_millis(self.default_timeout_ms.max(1)),
             max_timeout: Duration::from_millis(self.max_timeout_ms.max(self.default_timeout_ms)),
             probe_interval: Duration::from_millis(self.probe_interval_ms.max(10)),
+            hedge: HedgePolicy {
+                enabled: self.hedge == "on",
+                percentile: self.hedge_percentile.clamp(0.0, 1.0),
+                min_delay: Duration::from_millis(self.hedge_min_delay_ms),
+                max_delay: Duration::from_millis(
+                    self.hedge_max_delay_ms.max(self.hedge_min_delay_ms),
+                ),
+                budget_ratio: self.hedge_budget.max(0.0),
+                budget_burst: self.hedge_burst.max(0.0),
+                ..HedgePolicy::default()
+            },
+            replica: ReplicaPolicy {
+                consecutive_failures: self.eject_after.max(1),
+                base_backoff: Duration::from_millis(self.eject_backoff_ms),
+                max_backoff: Duration::from_millis(
+                    self.eject_max_backoff_ms.max(self.eject_backoff_ms),
+                ),
+                ..ReplicaPolicy::default()
+            },
             ..RootConfig::default()
         }
     }

@@ -169,6 +169,37 @@ async fn search_returns_what_was_indexed_from_every_shard() {
     assert_eq!(body["shards"]["total"], 2);
     assert_eq!(body["shards"]["successful"], 2);
     assert_eq!(body["partial"], false);
+    // Which replica answered each shard, and how many requests it took.
+    for (shard, detail) in body["shards"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(detail["shard"], shard);
+        let replica = detail["replica"].as_str().unwrap();
+        assert!(
+            cluster.topology.shards()[shard]
+                .replicas
+                .iter()
+                .any(|r| r.as_uri() == replica),
+            "{detail}"
+        );
+        assert!(detail["requests"].as_u64().unwrap() >= 1);
+        assert!(
+            detail.get("attempts").is_none(),
+            "attempts only with debug=true"
+        );
+    }
+    let (_, debug) = cluster
+        .get("/v1/search?q=apple&hedge=false&debug=true")
+        .await;
+    for detail in debug["shards"]["details"].as_array().unwrap() {
+        assert_eq!(detail["hedged"], false, "hedge=false: {detail}");
+        assert_eq!(detail["attempts"][0]["kind"], "primary");
+        assert_eq!(detail["attempts"][0]["outcome"], "won");
+        assert!(detail["attempts"][0]["elapsed_us"].as_u64().unwrap() > 0);
+    }
 
     // Every hit names the shard the shard function assigns, and carries its stored fields.
     let mut shards_seen = BTreeSet::new();
@@ -329,6 +360,17 @@ async fn a_shard_with_every_replica_down_is_reported_while_the_other_answers() {
     );
     assert_eq!(body["total_hits"], expected.len() as u64);
 
+    // Unless the request wants every shard.
+    let (status, body) = cluster.get("/v1/search?q=apple&allow_partial=false").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("shard 1"),
+        "{body}"
+    );
+
     // Readiness follows within a few probe intervals.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -391,6 +433,23 @@ async fn a_replica_that_never_answers_cannot_hold_a_search_past_its_deadline() {
     assert_eq!(body["partial"], true);
     assert_eq!(hit_ids(&body), ["x"]);
     assert_eq!(body["shards"]["failed"][0]["shard"], 1);
+    // The same with allow_partial=false: a 504 at the deadline.
+    let started = Instant::now();
+    let response = reqwest::get(format!(
+        "{http}/v1/search?q=apple&timeout_ms=300&allow_partial=false"
+    ))
+    .await
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(response.status(), 504);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within the deadline"),
+        "{body}"
+    );
     root.abort();
     drop(silent);
 }
