@@ -10,10 +10,29 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
+use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog, Summary};
+use fanout_proto::pb::leaf_client::LeafClient;
+use fanout_proto::pb::InfoRequest;
 use fanout_proto::{ReplicaAddr, ShardSpec, Topology};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+/// The demo corpus, WordNet 3.0 (see demo/LICENSE-WordNet).
+const DEMO_CORPUS: &str = "demo/wordnet.ndjson.gz";
+
+/// The bundled demo corpus: `demo/` under the working directory, or else beside this crate.
+pub fn default_corpus() -> PathBuf {
+    let local = PathBuf::from(DEMO_CORPUS);
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(DEMO_CORPUS)
+}
 
 /// The shape and place of a local cluster.
 #[derive(Clone, Debug)]
@@ -135,6 +154,46 @@ impl LocalCluster {
         self.root = Some(root);
         wait_ready(&url, Duration::from_secs(30)).await?;
         Ok(url)
+    }
+
+    /// Documents visible in the cluster, counted on each shard's first replica.
+    pub async fn count_documents(&self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for spec in self.topology.shards() {
+            let mut client = LeafClient::connect(spec.replicas[0].as_uri().to_string()).await?;
+            total += client.info(InfoRequest {}).await?.into_inner().num_docs;
+        }
+        Ok(total)
+    }
+
+    /// Indexes an NDJSON corpus into the leaves with the indexer's code; fails unless every
+    /// replica took every document.
+    pub async fn index_corpus(&self, corpus: &Path) -> anyhow::Result<Summary> {
+        let input = Input::open(corpus)?;
+        let rejects = Arc::new(RejectLog::new(None));
+        let summary = index_inputs(
+            &self.topology,
+            vec![input],
+            &IndexerOptions::default(),
+            rejects,
+        )
+        .await?;
+        if !summary.is_complete() {
+            bail!(
+                "indexing failed: {:?} {:?}",
+                summary.replica_failures,
+                summary.input_errors
+            );
+        }
+        Ok(summary)
+    }
+
+    /// The process called `name` (`root`, or `leaf-SHARD-REPLICA`).
+    pub fn process(&self, name: &str) -> Option<&Process> {
+        self.root
+            .iter()
+            .chain(self.leaves.iter().flatten())
+            .find(|p| p.name == name)
     }
 
     /// Stops every process gracefully.

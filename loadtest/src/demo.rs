@@ -2,18 +2,11 @@
 //! command. Also the entry point of the `leaf` and `root` processes it starts.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
-use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog};
-use fanout_proto::pb::leaf_client::LeafClient;
-use fanout_proto::pb::InfoRequest;
 
 use crate::cluster::{ClusterSpec, LocalCluster};
-
-/// The demo corpus, WordNet 3.0 (see demo/LICENSE-WordNet).
-const DEMO_CORPUS: &str = "demo/wordnet.ndjson.gz";
 
 /// Runs a local fanout cluster: leaves and a root as separate processes, filled with a corpus.
 #[derive(Debug, Parser)]
@@ -84,7 +77,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
 
 /// Starts the leaves, indexes the corpus if the cluster is empty, starts the root.
 async fn start(args: &UpArgs) -> anyhow::Result<LocalCluster> {
-    let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
+    let corpus = args
+        .corpus
+        .clone()
+        .unwrap_or_else(crate::cluster::default_corpus);
     if args.fresh && args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir)
             .with_context(|| format!("cannot delete {}", args.data_dir.display()))?;
@@ -105,49 +101,24 @@ async fn start(args: &UpArgs) -> anyhow::Result<LocalCluster> {
         args.data_dir.display()
     );
     let mut cluster = LocalCluster::start_leaves(&spec).await?;
-    let existing = count_documents(&cluster).await?;
+    let existing = cluster.count_documents().await?;
     if existing > 0 {
         eprintln!(
             "the cluster holds {existing} documents from an earlier run (--fresh starts over)"
         );
     } else {
         eprintln!("indexing {} ...", corpus.display());
-        let input = Input::open(&corpus)?;
-        let summary = index_inputs(
-            &cluster.topology,
-            vec![input],
-            &IndexerOptions::default(),
-            Arc::new(RejectLog::new(None)),
-        )
-        .await?;
+        let summary = cluster.index_corpus(&corpus).await?;
         eprintln!(
             "indexed {} documents in {:.1} s ({} rejected)",
             summary.docs_indexed,
             summary.elapsed.as_secs_f64(),
             summary.rejected
         );
-        if !summary.is_complete() {
-            bail!(
-                "indexing failed: {:?} {:?}",
-                summary.replica_failures,
-                summary.input_errors
-            );
-        }
     }
     let url = cluster.start_root(&spec).await?;
     print_banner(&url).await;
     Ok(cluster)
-}
-
-fn default_corpus() -> PathBuf {
-    let local = PathBuf::from(DEMO_CORPUS);
-    if local.exists() {
-        return local;
-    }
-    // Run from elsewhere in a checkout: the corpus beside this crate.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(DEMO_CORPUS)
 }
 
 /// Refuses to reuse a data directory laid out for another number of shards: its documents were
@@ -168,16 +139,6 @@ fn check_shape(args: &UpArgs) -> anyhow::Result<()> {
             Ok(std::fs::write(shape_file, shape)?)
         }
     }
-}
-
-/// Documents visible in the cluster, counted on each shard's first replica.
-async fn count_documents(cluster: &LocalCluster) -> anyhow::Result<u64> {
-    let mut total = 0;
-    for spec in cluster.topology.shards() {
-        let mut client = LeafClient::connect(spec.replicas[0].as_uri().to_string()).await?;
-        total += client.info(InfoRequest {}).await?.into_inner().num_docs;
-    }
-    Ok(total)
 }
 
 async fn print_banner(url: &str) {

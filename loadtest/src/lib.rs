@@ -1,10 +1,20 @@
 //! fanout's load-test harness and local cluster launcher.
 //!
+//! - [`load`]: the driver: open loop (latency from intended send times) or closed loop, against
+//!   a root or one in-process tantivy index, with scenarios interleaved for A/B runs.
+//! - [`schedule`]: open-loop send times (constant or Poisson) and fault pause windows.
+//! - [`report`]: HDR-histogram percentiles, errors by kind, hedges and extra leaf requests.
+//! - [`faults`]: pausing (SIGSTOP/SIGCONT) and killing processes on a schedule.
+//! - [`direct`]: the in-process baseline index and the query file reader.
 //! - [`cluster`]: a local cluster of real leaf and root processes, for demos, tests and faults.
 //! - [`demo`]: the `fanout-cluster` command: the quick start's one-command cluster.
-//! - [`latency`]: closed-loop query latency against a root, and the same queries on one
-//!   in-process tantivy index as the baseline.
+//! - [`cli`]: the `fanout-loadtest` command line.
 
+pub mod cli;
 pub mod cluster;
 pub mod demo;
-pub mod latency;
+pub mod direct;
+pub mod faults;
+pub mod load;
+pub mod report;
+pub mod schedule;

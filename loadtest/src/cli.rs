@@ -1,0 +1,283 @@
+//! The `fanout-loadtest` command line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::cluster::{default_corpus, ClusterSpec, LocalCluster};
+use crate::direct::{build_direct_index, load_queries};
+use crate::faults::{parse_duration, parse_kill, parse_pause, run_faults, Fault};
+use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
+use crate::report::{table, ScenarioReport};
+use crate::schedule::Arrivals;
+
+/// Drives a fanout cluster with real queries and faults, and reports tail latency.
+#[derive(Debug, Parser)]
+#[command(name = "fanout-loadtest", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send load to a root (or a local cluster it starts) and report latency per scenario.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The root's base URL; without it, --spawn-cluster is needed.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Start a local cluster of leaf and root processes on --corpus for this run.
+    #[arg(long)]
+    pub spawn_cluster: bool,
+    /// Shards of the spawned cluster.
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+    /// Replicas per shard of the spawned cluster.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+    /// NDJSON corpus for the spawned cluster and the direct baseline (default: the demo corpus).
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// A flag for the spawned root, e.g. --root-arg=--hedge-max-delay-ms=50; repeatable.
+    #[arg(long, allow_hyphen_values = true)]
+    pub root_arg: Vec<String>,
+    /// Queries: JSON lines with a `query` field (the sbg log), or plain text lines.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Shuffle the queries with this seed (default: in file order).
+    #[arg(long)]
+    pub shuffle_seed: Option<u64>,
+    /// Open loop: requests per second.
+    #[arg(long, conflicts_with = "concurrency")]
+    pub rate: Option<f64>,
+    /// Closed loop: clients each waiting for their last answer.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Open-loop arrivals.
+    #[arg(long, value_enum, default_value_t = Arrivals::Poisson)]
+    pub arrivals: Arrivals,
+    /// Seed of the Poisson arrivals.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Unmeasured time first, e.g. 2s.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Measured time, e.g. 20s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Hits per search.
+    #[arg(long, default_value_t = 10)]
+    pub size: usize,
+    /// How long the client waits for an answer.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// A scenario `NAME[:key=value&...]`, e.g. `unhedged:hedge=false`; scenarios are
+    /// interleaved request by request. Default: one scenario, `cluster`.
+    #[arg(long)]
+    pub scenario: Vec<String>,
+    /// Pause a process of the spawned cluster: NAME:EVERY:LENGTH, e.g. leaf-0-0:2s:200ms.
+    #[arg(long)]
+    pub pause: Vec<String>,
+    /// Kill a process of the spawned cluster: NAME:AT, e.g. leaf-1-1:10s.
+    #[arg(long)]
+    pub kill: Vec<String>,
+    /// Afterwards, run the same load against one in-process tantivy index of --corpus.
+    #[arg(long)]
+    pub direct: bool,
+    /// Also write the reports as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs the command.
+pub async fn main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(args) => run(args).await,
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let queries = Arc::new(load_queries(&args.queries, args.shuffle_seed)?);
+    let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
+    let scenarios = if args.scenario.is_empty() {
+        vec![Scenario {
+            name: "cluster".into(),
+            params: Vec::new(),
+        }]
+    } else {
+        args.scenario
+            .iter()
+            .map(|s| Scenario::parse(s))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?
+    };
+    let mode = match (args.rate, args.concurrency) {
+        (Some(rate), _) if rate > 0.0 => Mode::Open {
+            rate,
+            arrivals: args.arrivals,
+            seed: args.seed,
+        },
+        (None, Some(concurrency)) => Mode::Closed { concurrency },
+        _ => bail!("pass --rate R (open loop) or --concurrency C (closed loop)"),
+    };
+    let plan = LoadPlan {
+        mode,
+        warmup: args.warmup,
+        duration: args.duration,
+        scenarios,
+        size: args.size,
+        timeout: args.timeout,
+        progress: !args.quiet,
+    };
+
+    let data = tempfile::tempdir()?;
+    let (cluster, url) = match (&args.url, args.spawn_cluster) {
+        (Some(url), false) => (None, url.clone()),
+        (None, true) => {
+            let spec = ClusterSpec {
+                shards: args.shards,
+                replicas: args.replicas,
+                data_dir: data.path().to_path_buf(),
+                http_listen: "127.0.0.1:0".into(),
+                program: sibling_binary("fanout-cluster")?,
+                root_args: args.root_arg.clone(),
+            };
+            let mut cluster = LocalCluster::start_leaves(&spec).await?;
+            eprintln!(
+                "indexing {} into {} x {} ...",
+                corpus.display(),
+                args.shards,
+                args.replicas
+            );
+            let summary = cluster.index_corpus(&corpus).await?;
+            eprintln!(
+                "indexed {} documents in {:.1} s",
+                summary.docs_indexed,
+                summary.elapsed.as_secs_f64()
+            );
+            let url = cluster.start_root(&spec).await?;
+            (Some(cluster), url)
+        }
+        _ => bail!("pass exactly one of --url URL and --spawn-cluster"),
+    };
+    let faults = resolve_faults(&args, cluster.as_ref())?;
+
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let fault_window = plan.warmup + plan.duration;
+    let faulting = tokio::spawn(async move {
+        if let Ok(start) = started_rx.await {
+            run_faults(faults, start, fault_window).await;
+        }
+    });
+    let mut reports = run_load(
+        &Target::http(&url),
+        Arc::clone(&queries),
+        &plan,
+        Some(started_tx),
+    )
+    .await;
+    faulting.abort();
+    let _ = faulting.await;
+    if let Some(cluster) = cluster {
+        cluster.stop().await;
+    }
+    if args.direct {
+        eprintln!("building the direct baseline from {} ...", corpus.display());
+        let index = tokio::task::spawn_blocking(move || build_direct_index(&corpus)).await??;
+        let direct_plan = LoadPlan {
+            scenarios: vec![Scenario {
+                name: "direct".into(),
+                params: Vec::new(),
+            }],
+            ..plan.clone()
+        };
+        reports.extend(
+            run_load(
+                &Target::Direct(Arc::new(index)),
+                queries,
+                &direct_plan,
+                None,
+            )
+            .await,
+        );
+    }
+    print!("{}", table(&reports));
+    if let Some(path) = &args.json {
+        write_json(path, &args, &reports)?;
+    }
+    Ok(())
+}
+
+/// Faults name processes of the spawned cluster (`leaf-0-1`, `root`) or give a pid (`pid=123`).
+fn resolve_faults(args: &RunArgs, cluster: Option<&LocalCluster>) -> anyhow::Result<Vec<Fault>> {
+    let pid_of = |name: &str| -> anyhow::Result<i32> {
+        if let Some(pid) = name.strip_prefix("pid=") {
+            return pid.parse().with_context(|| format!("bad pid in {name:?}"));
+        }
+        let process = cluster.and_then(|c| c.process(name)).with_context(|| {
+            format!("no process {name:?}: with --spawn-cluster, name leaf-SHARD-REPLICA or root; else pid=N")
+        })?;
+        process
+            .pid()
+            .map(|p| p as i32)
+            .context("the process has exited")
+    };
+    let mut faults = Vec::new();
+    for spec in &args.pause {
+        let (name, every, length) = parse_pause(spec).map_err(anyhow::Error::msg)?;
+        faults.push(Fault::Pause {
+            pid: pid_of(&name)?,
+            name,
+            every,
+            length,
+        });
+    }
+    for spec in &args.kill {
+        let (name, at) = parse_kill(spec).map_err(anyhow::Error::msg)?;
+        faults.push(Fault::Kill {
+            pid: pid_of(&name)?,
+            name,
+            at,
+        });
+    }
+    Ok(faults)
+}
+
+/// Another binary of this package, built beside this one.
+fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p fanout-loadtest`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn write_json(
+    path: &std::path::Path,
+    args: &RunArgs,
+    reports: &[ScenarioReport],
+) -> anyhow::Result<()> {
+    let doc = serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "machine": { "cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "arch": std::env::consts::ARCH },
+        "rate": args.rate,
+        "concurrency": args.concurrency,
+        "duration_s": args.duration.as_secs_f64(),
+        "reports": reports,
+    });
+    std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
+    Ok(())
+}

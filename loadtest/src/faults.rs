@@ -1,0 +1,183 @@
+//! Faults on a schedule, against real processes: pause one (SIGSTOP, then SIGCONT) for a while at
+//! a fixed period, or kill one (SIGKILL) at a given time. A paused process keeps its sockets
+//! open and answers nothing: exactly a straggler, as the network sees it.
+
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::time::Instant;
+
+use crate::schedule::pause_windows;
+
+/// A fault and its victim.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Pause `pid` for `length` every `every`, from `every` on.
+    Pause {
+        name: String,
+        pid: i32,
+        every: Duration,
+        length: Duration,
+    },
+    /// Kill `pid` at `at`.
+    Kill {
+        name: String,
+        pid: i32,
+        at: Duration,
+    },
+}
+
+/// Resumes a process if the pause is cut short (the run ends, the task is dropped), so that no
+/// process is ever left stopped.
+struct Resume(i32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.0), Signal::SIGCONT);
+    }
+}
+
+/// Runs the faults from `start` for `duration`; returns when the last one is done.
+pub async fn run_faults(faults: Vec<Fault>, start: Instant, duration: Duration) {
+    let tasks = faults.into_iter().map(|fault| async move {
+        match fault {
+            Fault::Pause {
+                name,
+                pid,
+                every,
+                length,
+            } => {
+                for (at, length) in pause_windows(every, length, duration) {
+                    tokio::time::sleep_until(start + at).await;
+                    tracing::info!(%name, pid, ?length, "pausing");
+                    let resume = Resume(pid);
+                    if kill(Pid::from_raw(pid), Signal::SIGSTOP).is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(length).await;
+                    drop(resume);
+                }
+            }
+            Fault::Kill { name, pid, at } => {
+                tokio::time::sleep_until(start + at).await;
+                tracing::info!(%name, pid, "killing");
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    });
+    futures::future::join_all(tasks).await;
+}
+
+/// Parses `NAME:EVERY:LENGTH` (e.g. `leaf-0-0:2s:200ms`) into a name and two durations.
+pub fn parse_pause(spec: &str) -> Result<(String, Duration, Duration), String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    match parts.as_slice() {
+        [name, every, length] => Ok((
+            name.to_string(),
+            parse_duration(every)?,
+            parse_duration(length)?,
+        )),
+        _ => Err(format!(
+            "{spec:?}: expected NAME:EVERY:LENGTH, e.g. leaf-0-0:2s:200ms"
+        )),
+    }
+}
+
+/// Parses `NAME:AT` (e.g. `leaf-1-1:10s`).
+pub fn parse_kill(spec: &str) -> Result<(String, Duration), String> {
+    match spec.split_once(':') {
+        Some((name, at)) => Ok((name.to_string(), parse_duration(at)?)),
+        None => Err(format!("{spec:?}: expected NAME:AT, e.g. leaf-1-1:10s")),
+    }
+}
+
+/// Parses `250ms`, `2s`, `1.5s` or `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 250ms or 2s"))?;
+    let secs = match unit {
+        "ms" => value / 1e3,
+        "us" | "µs" => value / 1e6,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m)")),
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("{s:?} is not a duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fault_specs() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("1.5s").unwrap(),
+            Duration::from_millis(1_500)
+        );
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert_eq!(
+            parse_pause("leaf-0-0:2s:200ms").unwrap(),
+            (
+                "leaf-0-0".to_string(),
+                Duration::from_secs(2),
+                Duration::from_millis(200)
+            )
+        );
+        assert!(parse_pause("leaf-0-0:2s").is_err());
+        assert_eq!(
+            parse_kill("leaf-1-1:10s").unwrap(),
+            ("leaf-1-1".to_string(), Duration::from_secs(10))
+        );
+    }
+
+    #[tokio::test]
+    async fn pauses_and_resumes_a_real_process() {
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("30")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap() as i32;
+        let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let state = || {
+            stat()
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        let fault = Fault::Pause {
+            name: "sleep".into(),
+            pid,
+            every: Duration::from_millis(100),
+            length: Duration::from_millis(300),
+        };
+        let run = tokio::spawn(run_faults(
+            vec![fault],
+            Instant::now(),
+            Duration::from_millis(450),
+        ));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(state(), "T", "stopped during the pause");
+        run.await.unwrap();
+        assert_ne!(state(), "T", "resumed after it");
+        child.kill().await.unwrap();
+    }
+}

@@ -1,0 +1,277 @@
+//! The load driver: open loop at a fixed rate (latency from each request's intended send time)
+//! or closed loop at a fixed concurrency, against a root over HTTP or against one in-process
+//! tantivy index (the direct baseline), with scenarios interleaved request by request.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fanout_leaf::ShardIndex;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::report::{Answer, Recorder, ScenarioReport};
+use crate::schedule::{send_offsets, Arrivals};
+
+/// What the load is sent to.
+#[derive(Clone)]
+pub enum Target {
+    /// A root's HTTP API.
+    Http {
+        client: reqwest::Client,
+        url: String,
+    },
+    /// One tantivy index in this process, searched on the blocking pool.
+    Direct(Arc<ShardIndex>),
+}
+
+impl Target {
+    /// A root at `url` (e.g. `http://127.0.0.1:8080`).
+    pub fn http(url: &str) -> Self {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(1_024)
+            .tcp_nodelay(true)
+            .build()
+            .expect("a plain HTTP client builds");
+        Target::Http {
+            client,
+            url: format!("{}/v1/search", url.trim_end_matches('/')),
+        }
+    }
+
+    /// Sends one search; the error is the kind of failure, for the report.
+    async fn send(
+        &self,
+        query: &str,
+        size: usize,
+        params: &[(String, String)],
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        match self {
+            Target::Http { client, url } => {
+                let response = client
+                    .get(url)
+                    .query(&[("q", query), ("size", &size.to_string())])
+                    .query(params)
+                    .timeout(timeout)
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
+                        Ok(body) => Ok(Answer::from_body(&body)),
+                        Err(_) => Err("unreadable body".into()),
+                    },
+                    Ok(r) => Err(format!("http {}", r.status().as_u16())),
+                    Err(e) if e.is_timeout() => Err("client timeout".into()),
+                    Err(e) if e.is_connect() => Err("connect".into()),
+                    Err(_) => Err("transport".into()),
+                }
+            }
+            Target::Direct(index) => {
+                let (index, query) = (Arc::clone(index), query.to_string());
+                match tokio::task::spawn_blocking(move || index.search(&query, 0, size)).await {
+                    Ok(Ok(_)) => Ok(Answer {
+                        leaf_requests: 1,
+                        shards: 1,
+                        ..Answer::default()
+                    }),
+                    Ok(Err(e)) => Err(format!(
+                        "search: {}",
+                        e.to_string().split(':').next().unwrap_or("error")
+                    )),
+                    Err(_) => Err("panicked".into()),
+                }
+            }
+        }
+    }
+}
+
+/// A named variant of the request, interleaved with the others (e.g. `hedge=false`).
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    /// Extra query parameters.
+    pub params: Vec<(String, String)>,
+}
+
+impl Scenario {
+    /// Parses `NAME` or `NAME:key=value&key=value`.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let (name, params) = spec.split_once(':').unwrap_or((spec, ""));
+        if name.is_empty() {
+            return Err(format!("{spec:?}: a scenario needs a name"));
+        }
+        let params = params
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or(format!("{p:?}: expected key=value"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            name: name.to_string(),
+            params,
+        })
+    }
+}
+
+/// Open or closed loop.
+#[derive(Clone, Copy, Debug)]
+pub enum Mode {
+    /// Requests at `rate` per second on a schedule, whatever the target does.
+    Open {
+        rate: f64,
+        arrivals: Arrivals,
+        seed: u64,
+    },
+    /// `concurrency` clients, each sending its next request when the last one is answered.
+    Closed { concurrency: usize },
+}
+
+/// A whole run.
+#[derive(Clone, Debug)]
+pub struct LoadPlan {
+    pub mode: Mode,
+    /// Requests before this are sent but not measured.
+    pub warmup: Duration,
+    /// Measured time after the warm-up.
+    pub duration: Duration,
+    pub scenarios: Vec<Scenario>,
+    /// Hits per search.
+    pub size: usize,
+    /// How long the client waits for an answer.
+    pub timeout: Duration,
+    /// Print a progress line to standard error every second.
+    pub progress: bool,
+}
+
+struct Shared {
+    recorders: Vec<Mutex<Recorder>>,
+    sent: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Runs `plan` against `target` with `queries` (cycled in order) and reports every scenario.
+/// `started` fires with the start instant once the first request is about to go, so that
+/// faults can be scheduled from the same clock.
+pub async fn run_load(
+    target: &Target,
+    queries: Arc<Vec<String>>,
+    plan: &LoadPlan,
+    started: Option<tokio::sync::oneshot::Sender<Instant>>,
+) -> Vec<ScenarioReport> {
+    assert!(!queries.is_empty() && !plan.scenarios.is_empty());
+    let shared = Arc::new(Shared {
+        recorders: plan
+            .scenarios
+            .iter()
+            .map(|_| Mutex::new(Recorder::default()))
+            .collect(),
+        sent: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+    });
+    let start = Instant::now() + Duration::from_millis(5);
+    if let Some(tx) = started {
+        let _ = tx.send(start);
+    }
+    let measure_from = start + plan.warmup;
+    let end = measure_from + plan.duration;
+    let progress = plan
+        .progress
+        .then(|| tokio::spawn(print_progress(Arc::clone(&shared), start)));
+
+    let one = |i: usize, sent_at: Instant| {
+        let (target, queries, shared) = (target.clone(), Arc::clone(&queries), Arc::clone(&shared));
+        let scenario = i % plan.scenarios.len();
+        let params = plan.scenarios[scenario].params.clone();
+        let (size, timeout) = (plan.size, plan.timeout);
+        async move {
+            shared.sent.fetch_add(1, Ordering::Relaxed);
+            let result = target
+                .send(&queries[i % queries.len()], size, &params, timeout)
+                .await;
+            let latency = sent_at.elapsed();
+            shared.done.fetch_add(1, Ordering::Relaxed);
+            if result.is_err() {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            if sent_at >= measure_from {
+                let mut recorder = shared.recorders[scenario].lock().expect("recorder lock");
+                match result {
+                    Ok(answer) => recorder.answered(latency, &answer),
+                    Err(kind) => recorder.failed(kind),
+                }
+            }
+        }
+    };
+
+    match plan.mode {
+        Mode::Open {
+            rate,
+            arrivals,
+            seed,
+        } => {
+            let mut in_flight = JoinSet::new();
+            for (i, offset) in send_offsets(rate, plan.warmup + plan.duration, arrivals, seed)
+                .into_iter()
+                .enumerate()
+            {
+                // Latency counts from the intended time, even when the send itself is late.
+                let intended = start + offset;
+                tokio::time::sleep_until(intended).await;
+                in_flight.spawn(one(i, intended));
+                while in_flight.try_join_next().is_some() {}
+            }
+            while in_flight.join_next().await.is_some() {}
+        }
+        Mode::Closed { concurrency } => {
+            tokio::time::sleep_until(start).await;
+            let next = AtomicUsize::new(0);
+            let client = || async {
+                while Instant::now() < end {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    // Closed loop: the next request waits for this answer, so latency counts
+                    // from the actual send.
+                    one(i, Instant::now()).await;
+                }
+            };
+            futures::future::join_all((0..concurrency.max(1)).map(|_| client())).await;
+        }
+    }
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
+    shared
+        .recorders
+        .iter()
+        .zip(&plan.scenarios)
+        .map(|(r, s)| {
+            r.lock()
+                .expect("recorder lock")
+                .report(&s.name, plan.duration)
+        })
+        .collect()
+}
+
+async fn print_progress(shared: Arc<Shared>, start: Instant) {
+    let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        eprint!(
+            "\r{:>5.0} s  sent {:>8}  answered {:>8}  failed {:>6}",
+            start.elapsed().as_secs_f64(),
+            shared.sent.load(Ordering::Relaxed),
+            shared.done.load(Ordering::Relaxed) - shared.failed.load(Ordering::Relaxed),
+            shared.failed.load(Ordering::Relaxed),
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "load_tests.rs"]
+mod tests;

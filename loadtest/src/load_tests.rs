@@ -1,0 +1,140 @@
+//! The driver against a small in-process HTTP server that answers one request at a time and
+//! stalls once: open loop must charge the stall to every request scheduled during it,
+//! closed loop only to the one request that met it (coordinated omission).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+
+use super::*;
+
+async fn stalling_server(stall_at: u64, stall: Duration) -> String {
+    let count = Arc::new(AtomicU64::new(0));
+    let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
+    let app = axum::Router::new().route(
+        "/v1/search",
+        get(move || {
+            let (count, one_at_a_time) = (Arc::clone(&count), Arc::clone(&one_at_a_time));
+            async move {
+                let _serial = one_at_a_time.lock().await;
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(if n == stall_at {
+                    stall
+                } else {
+                    Duration::from_millis(1)
+                })
+                .await;
+                axum::Json(serde_json::json!({
+                    "partial": false,
+                    "shards": {"details": [{"requests": 1, "hedged": false, "retried": false}]}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn plan(mode: Mode, duration: Duration) -> LoadPlan {
+    LoadPlan {
+        mode,
+        warmup: Duration::ZERO,
+        duration,
+        scenarios: vec![Scenario::parse("a").unwrap()],
+        size: 10,
+        timeout: Duration::from_secs(10),
+        progress: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_counts_the_stall_against_every_request_scheduled_during_it() {
+    let url = stalling_server(10, Duration::from_millis(500)).await;
+    let queries = Arc::new(vec!["q".to_string()]);
+    let open = Mode::Open {
+        rate: 100.0,
+        arrivals: Arrivals::Constant,
+        seed: 1,
+    };
+    let report = &run_load(
+        &Target::http(&url),
+        queries,
+        &plan(open, Duration::from_secs(2)),
+        None,
+    )
+    .await[0];
+    assert_eq!(report.requests, 200);
+    assert_eq!(report.errors, 0);
+    // ~50 requests were due during the 500 ms stall: a quarter of them waited 250 ms or more.
+    assert!(
+        report.p90_us >= 200_000,
+        "p90 {} µs hides the stall",
+        report.p90_us
+    );
+    assert!(report.max_us >= 450_000, "max {} µs", report.max_us);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_loop_sees_the_stall_once() {
+    let url = stalling_server(10, Duration::from_millis(500)).await;
+    let queries = Arc::new(vec!["q".to_string()]);
+    let closed = Mode::Closed { concurrency: 1 };
+    let report = &run_load(
+        &Target::http(&url),
+        queries,
+        &plan(closed, Duration::from_millis(1_500)),
+        None,
+    )
+    .await[0];
+    assert!(report.max_us >= 500_000, "max {} µs", report.max_us);
+    assert!(
+        report.p90_us < 100_000,
+        "one slow answer in many: p90 {} µs",
+        report.p90_us
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_are_interleaved_and_failures_counted_by_kind() {
+    // Nothing listens on this port.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut plan = plan(
+        Mode::Open {
+            rate: 200.0,
+            arrivals: Arrivals::Constant,
+            seed: 1,
+        },
+        Duration::from_millis(500),
+    );
+    plan.scenarios = vec![
+        Scenario::parse("on").unwrap(),
+        Scenario::parse("off:hedge=false&debug=true").unwrap(),
+    ];
+    assert_eq!(
+        plan.scenarios[1].params,
+        [
+            ("hedge".into(), "false".into()),
+            ("debug".into(), "true".into())
+        ]
+    );
+    let reports = run_load(
+        &Target::http(&format!("http://{dead}")),
+        Arc::new(vec!["q".into()]),
+        &plan,
+        None,
+    )
+    .await;
+    assert_eq!(reports.len(), 2);
+    assert_eq!(reports[0].requests, 50);
+    assert_eq!(reports[1].requests, 50);
+    assert_eq!(reports[0].errors_by_kind["connect"], 50);
+    assert!(Scenario::parse(":x=1").is_err());
+    assert!(Scenario::parse("a:x").is_err());
+}
