@@ -103,6 +103,11 @@ impl Recorder {
             p99_us: q(0.99),
             p999_us: q(0.999),
             max_us: h.max(),
+            over_50ms: if h.is_empty() {
+                0
+            } else {
+                h.count_between(SLOW_US + 1, h.max().max(SLOW_US + 1))
+            },
             errors,
             errors_by_kind: self.errors.clone(),
             partial: self.partial,
@@ -118,6 +123,9 @@ impl Recorder {
         }
     }
 }
+
+/// The latency above which an answer counts as slow in reports, in µs.
+const SLOW_US: u64 = 50_000;
 
 fn micros(d: Duration) -> u64 {
     d.as_micros().clamp(1, u128::from(u64::MAX)) as u64
@@ -148,6 +156,8 @@ pub struct ScenarioReport {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// Answers slower than 50 ms: how many requests met a straggler, whatever the percentiles say.
+    pub over_50ms: u64,
     pub errors: u64,
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Answers that lacked a shard.
@@ -163,7 +173,7 @@ pub struct ScenarioReport {
 /// The reports as a table; every scenario after the first also as ratios to the first.
 pub fn table(reports: &[ScenarioReport]) -> String {
     let mut out = format!(
-        "{:<28} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>7} {:>7} {:>8}\n",
+        "{:<28} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>8}\n",
         "scenario",
         "requests",
         "rate/s",
@@ -172,6 +182,7 @@ pub fn table(reports: &[ScenarioReport]) -> String {
         "p99 µs",
         "p99.9 µs",
         "max µs",
+        ">50ms",
         "errors",
         "partial",
         "hedged",
@@ -179,7 +190,7 @@ pub fn table(reports: &[ScenarioReport]) -> String {
     );
     for r in reports {
         out += &format!(
-            "{:<28} {:>8} {:>8.1} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>7} {:>7} {:>8.2}\n",
+            "{:<28} {:>8} {:>8.1} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>8.2}\n",
             r.scenario,
             r.requests,
             r.achieved_rate,
@@ -188,6 +199,7 @@ pub fn table(reports: &[ScenarioReport]) -> String {
             r.p99_us,
             r.p999_us,
             r.max_us,
+            r.over_50ms,
             r.errors,
             r.partial,
             r.hedged,
