@@ -31,6 +31,18 @@ fn cluster(shards: Vec<Vec<Arc<FakeLeaf>>>, config: &RootConfig) -> Cluster {
     )
 }
 
+/// A configuration whose hedge delay is always `delay`, whatever the latencies.
+fn hedge_after(delay: Duration) -> RootConfig {
+    RootConfig {
+        hedge: HedgePolicy {
+            min_delay: delay,
+            max_delay: delay,
+            ..HedgePolicy::default()
+        },
+        ..RootConfig::default()
+    }
+}
+
 const HEDGE: ScatterOptions = ScatterOptions { hedge: true };
 const NO_HEDGE: ScatterOptions = ScatterOptions { hedge: false };
 
@@ -148,14 +160,7 @@ async fn without_hedging_a_stalled_primary_holds_its_shard_until_the_deadline() 
 
 #[tokio::test(start_paused = true)]
 async fn the_loser_of_a_hedge_is_cancelled() {
-    let config = RootConfig {
-        hedge: HedgePolicy {
-            min_delay: ms(10),
-            max_delay: ms(10),
-            ..HedgePolicy::default()
-        },
-        ..RootConfig::default()
-    };
+    let config = hedge_after(ms(10));
     let slow = FakeLeaf::ok(100);
     let fast = FakeLeaf::ok(5);
     let cluster = cluster(vec![vec![slow.clone(), fast.clone()]], &config);
@@ -189,14 +194,7 @@ async fn the_loser_of_a_hedge_is_cancelled() {
 
 #[tokio::test(start_paused = true)]
 async fn the_budget_caps_hedges_when_every_request_is_slow() {
-    let config = RootConfig {
-        hedge: HedgePolicy {
-            min_delay: ms(10),
-            max_delay: ms(10),
-            ..HedgePolicy::default()
-        },
-        ..RootConfig::default()
-    };
+    let config = hedge_after(ms(10));
     let a = FakeLeaf::ok(50);
     let b = FakeLeaf::ok(50);
     let cluster = cluster(vec![vec![a.clone(), b.clone()]], &config);
