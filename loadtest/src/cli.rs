@@ -13,6 +13,7 @@ use crate::faults::{parse_duration, parse_kill, parse_pause, run_faults, Fault};
 use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
 use crate::report::{table, ScenarioReport};
 use crate::schedule::Arrivals;
+use crate::sim::{sim_table, simulate, LeafModel};
 
 /// Drives a fanout cluster with real queries and faults, and reports tail latency.
 #[derive(Debug, Parser)]
@@ -26,6 +27,42 @@ pub struct Cli {
 pub enum Command {
     /// Send load to a root (or a local cluster it starts) and report latency per scenario.
     Run(RunArgs),
+    /// Simulate the root's latency at 10 to 1,000 leaves from a leaf latency distribution, with
+    /// and without hedging.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// Fan-out widths to simulate, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,30,100,300,1000")]
+    pub leaves: Vec<usize>,
+    /// Queries simulated per width.
+    #[arg(long, default_value_t = 10_000)]
+    pub queries: usize,
+    /// Hedge once a leaf request is slower than this percentile of the leaf distribution.
+    #[arg(long, default_value_t = 0.95)]
+    pub hedge_percentile: f64,
+    /// Leaf latency median, in ms (log-normal model).
+    #[arg(long, default_value_t = 2.0)]
+    pub median_ms: f64,
+    /// Spread of the log-normal model (sigma of the log).
+    #[arg(long, default_value_t = 0.5)]
+    pub sigma: f64,
+    /// Probability that a leaf request is a straggler.
+    #[arg(long, default_value_t = 0.01)]
+    pub straggler_prob: f64,
+    /// What a straggler adds, in ms.
+    #[arg(long, default_value_t = 200.0)]
+    pub straggler_ms: f64,
+    /// Use a measured distribution instead: a JSON report written by `run --json`.
+    #[arg(long)]
+    pub measured: Option<PathBuf>,
+    /// The scenario of the measured report to use (default: the first).
+    #[arg(long)]
+    pub scenario: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -103,7 +140,47 @@ pub struct RunArgs {
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(args).await,
+        Command::Sim(args) => sim(args),
     }
+}
+
+fn sim(args: SimArgs) -> anyhow::Result<()> {
+    let model = match &args.measured {
+        None => LeafModel::LogNormal {
+            median_ms: args.median_ms,
+            sigma: args.sigma,
+            straggler_prob: args.straggler_prob,
+            straggler_ms: args.straggler_ms,
+        },
+        Some(path) => {
+            let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)
+                .with_context(|| format!("{} is not a `run --json` report", path.display()))?;
+            let reports = doc["reports"]
+                .as_array()
+                .context("no reports in the file")?;
+            let report = match &args.scenario {
+                Some(name) => reports.iter().find(|r| r["scenario"] == name.as_str()),
+                None => reports.first(),
+            }
+            .context("no such scenario in the file")?;
+            let curve: Vec<(f64, f64)> =
+                serde_json::from_value::<Vec<(f64, u64)>>(report["percentile_curve"].clone())?
+                    .into_iter()
+                    .map(|(p, us)| (p, us as f64 / 1e3))
+                    .collect();
+            anyhow::ensure!(curve.len() >= 2, "the report has no latency curve");
+            LeafModel::Measured(curve)
+        }
+    };
+    let rows = simulate(
+        &model,
+        &args.leaves,
+        args.queries.max(1),
+        args.hedge_percentile,
+        args.seed,
+    );
+    print!("{}", sim_table(&rows));
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //!   a root or one in-process tantivy index, with scenarios interleaved for A/B runs.
 //! - [`schedule`]: open-loop send times (constant or Poisson) and fault pause windows.
 //! - [`report`]: HDR-histogram percentiles, errors by kind, hedges and extra leaf requests.
+//! - [`sim`]: the root's latency at 10 to 1,000 leaves, simulated from a leaf distribution.
 //! - [`faults`]: pausing (SIGSTOP/SIGCONT) and killing processes on a schedule.
 //! - [`direct`]: the in-process baseline index and the query file reader.
 //! - [`cluster`]: a local cluster of real leaf and root processes, for demos, tests and faults.
@@ -18,3 +19,4 @@ pub mod faults;
 pub mod load;
 pub mod report;
 pub mod schedule;
+pub mod sim;
