@@ -131,6 +131,9 @@ pub struct RunArgs {
     /// Also write the reports as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also plot the latency percentiles of every scenario, as SVG, to this file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -292,6 +295,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         write_json(path, &args, &reports)?;
     }
+    if let Some(path) = &args.svg {
+        let title = format!("latency by percentile ({})", describe(&args));
+        std::fs::write(path, crate::svg::percentile_svg(&reports, &title))?;
+    }
     Ok(())
 }
 
@@ -328,6 +335,26 @@ fn resolve_faults(args: &RunArgs, cluster: Option<&LocalCluster>) -> anyhow::Res
         });
     }
     Ok(faults)
+}
+
+/// The load in a few words, for titles.
+fn describe(args: &RunArgs) -> String {
+    let load = match (args.rate, args.concurrency) {
+        (Some(rate), _) => format!("{rate} req/s open loop"),
+        (_, Some(c)) => format!("{c} clients closed loop"),
+        _ => String::new(),
+    };
+    let faults: Vec<String> = args
+        .pause
+        .iter()
+        .map(|p| format!("pause {p}"))
+        .chain(args.kill.iter().map(|k| format!("kill {k}")))
+        .collect();
+    if faults.is_empty() {
+        load
+    } else {
+        format!("{load}; {}", faults.join(", "))
+    }
 }
 
 /// Another binary of this package, built beside this one.
