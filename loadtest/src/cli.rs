@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send load to a root (or a local cluster it starts) and report latency per scenario.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Simulate the root's latency at 10 to 1,000 leaves from a leaf latency distribution, with
     /// and without hedging.
     Sim(SimArgs),
@@ -142,7 +142,7 @@ pub struct RunArgs {
 /// Runs the command.
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Sim(args) => sim(args),
     }
 }
