@@ -11,9 +11,10 @@ use crate::cluster::{default_corpus, ClusterSpec, LocalCluster};
 use crate::direct::{build_direct_index, load_queries};
 use crate::faults::{parse_duration, parse_kill, parse_pause, run_faults, Fault};
 use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
-use crate::report::{table, ScenarioReport};
+use crate::report::{rows, table, ScenarioReport};
 use crate::schedule::Arrivals;
 use crate::sim::{sim_table, simulate, LeafModel};
+use crate::sweep::RateSearch;
 
 /// Drives a fanout cluster with real queries and faults, and reports tail latency.
 #[derive(Debug, Parser)]
@@ -125,6 +126,11 @@ pub struct RunArgs {
     /// Kill a process of the spawned cluster: NAME:AT, e.g. leaf-1-1:10s.
     #[arg(long)]
     pub kill: Vec<String>,
+    /// Instead of one run, find the highest open-loop rate whose p99 stays within this (e.g.
+    /// 50ms), starting at --rate; then report a run at half that rate. With --direct, the same
+    /// for the direct baseline.
+    #[arg(long, value_parser = parse_duration, requires = "rate")]
+    pub sweep_p99: Option<Duration>,
     /// Afterwards, run the same load against one in-process tantivy index of --corpus.
     #[arg(long)]
     pub direct: bool,
@@ -259,13 +265,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             run_faults(faults, start, fault_window).await;
         }
     });
-    let mut reports = run_load(
-        &Target::http(&url),
-        Arc::clone(&queries),
-        &plan,
-        Some(started_tx),
-    )
-    .await;
+    let mut summary = Vec::new();
+    let mut reports = match args.sweep_p99 {
+        None => {
+            run_load(
+                &Target::http(&url),
+                Arc::clone(&queries),
+                &plan,
+                Some(started_tx),
+            )
+            .await
+        }
+        Some(p99) => {
+            let (best, steps) = sweep(&Target::http(&url), &queries, &plan, p99, "cluster").await;
+            summary.push(("cluster", best));
+            steps
+        }
+    };
     faulting.abort();
     let _ = faulting.await;
     if let Some(cluster) = cluster {
@@ -274,24 +290,45 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.direct {
         eprintln!("building the direct baseline from {} ...", corpus.display());
         let index = tokio::task::spawn_blocking(move || build_direct_index(&corpus)).await??;
-        let direct_plan = LoadPlan {
-            scenarios: vec![Scenario {
-                name: "direct".into(),
-                params: Vec::new(),
-            }],
-            ..plan.clone()
-        };
-        reports.extend(
-            run_load(
-                &Target::Direct(Arc::new(index)),
-                queries,
-                &direct_plan,
-                None,
-            )
-            .await,
+        let direct = Target::Direct(Arc::new(index));
+        match args.sweep_p99 {
+            None => {
+                let direct_plan = LoadPlan {
+                    scenarios: vec![Scenario {
+                        name: "direct".into(),
+                        params: Vec::new(),
+                    }],
+                    ..plan.clone()
+                };
+                reports.extend(run_load(&direct, queries, &direct_plan, None).await);
+            }
+            Some(p99) => {
+                let (best, steps) = sweep(&direct, &queries, &plan, p99, "direct").await;
+                summary.push(("direct", best));
+                reports.extend(steps);
+            }
+        }
+    }
+    if args.sweep_p99.is_some() {
+        print!("{}", rows(&reports));
+    } else {
+        print!("{}", table(&reports));
+    }
+    for (label, best) in &summary {
+        let target = args.sweep_p99.unwrap_or_default();
+        match best {
+            Some(rate) => {
+                println!("{label}: highest rate with p99 <= {target:?}: {rate:.0} requests/s")
+            }
+            None => println!("{label}: no rate met p99 <= {target:?}"),
+        }
+    }
+    if let [(_, Some(cluster)), (_, Some(direct))] = summary.as_slice() {
+        println!(
+            "cluster / direct throughput at the p99 target: {:.2}",
+            cluster / direct
         );
     }
-    print!("{}", table(&reports));
     if let Some(path) = &args.json {
         write_json(path, &args, &reports)?;
     }
@@ -300,6 +337,62 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         std::fs::write(path, crate::svg::percentile_svg(&reports, &title))?;
     }
     Ok(())
+}
+
+/// Finds the highest rate meeting the p99 target on `target`, then runs at half of it. Returns
+/// that rate and a report per step (the half-rate run last).
+async fn sweep(
+    target: &Target,
+    queries: &Arc<Vec<String>>,
+    plan: &LoadPlan,
+    p99: Duration,
+    label: &str,
+) -> (Option<f64>, Vec<ScenarioReport>) {
+    let Mode::Open {
+        rate: start,
+        arrivals,
+        seed,
+    } = plan.mode
+    else {
+        unreachable!("--sweep-p99 requires --rate");
+    };
+    let step = |rate: f64, name: String| LoadPlan {
+        mode: Mode::Open {
+            rate,
+            arrivals,
+            seed,
+        },
+        scenarios: vec![Scenario {
+            name,
+            params: Vec::new(),
+        }],
+        ..plan.clone()
+    };
+    let mut search = RateSearch::new(start, 12);
+    let mut reports = Vec::new();
+    while let Some(rate) = search.next_rate() {
+        let name = format!("{label} @ {rate:.0}/s");
+        let report = run_load(target, Arc::clone(queries), &step(rate, name), None)
+            .await
+            .remove(0);
+        // Met: no errors, the p99 within target, and the target kept up with the offered rate.
+        let met = report.errors == 0
+            && report.p99_us <= p99.as_micros() as u64
+            && report.achieved_rate >= 0.95 * rate;
+        let verdict = if met { "met" } else { "missed" };
+        eprintln!(
+            "{label}: {rate:.0}/s p99 {} µs, {} errors: {verdict}",
+            report.p99_us, report.errors
+        );
+        search.record(rate, met);
+        reports.push(report);
+    }
+    if let Some(best) = search.best() {
+        let half = best / 2.0;
+        let name = format!("{label} @ half, {half:.0}/s");
+        reports.extend(run_load(target, Arc::clone(queries), &step(half, name), None).await);
+    }
+    (search.best(), reports)
 }
 
 /// Faults name processes of the spawned cluster (`leaf-0-1`, `root`) or give a pid (`pid=123`).

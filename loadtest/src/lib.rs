@@ -4,6 +4,7 @@
 //!   a root or one in-process tantivy index, with scenarios interleaved for A/B runs.
 //! - [`schedule`]: open-loop send times (constant or Poisson) and fault pause windows.
 //! - [`report`]: HDR-histogram percentiles, errors by kind, hedges and extra leaf requests.
+//! - [`sweep`]: the search for the highest rate that meets a p99 target.
 //! - [`svg`]: the latency percentile plot of every scenario on one chart.
 //! - [`sim`]: the root's latency at 10 to 1,000 leaves, simulated from a leaf distribution.
 //! - [`faults`]: pausing (SIGSTOP/SIGCONT) and killing processes on a schedule.
@@ -22,3 +23,4 @@ pub mod report;
 pub mod schedule;
 pub mod sim;
 pub mod svg;
+pub mod sweep;

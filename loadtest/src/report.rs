@@ -172,6 +172,25 @@ pub struct ScenarioReport {
 
 /// The reports as a table; every scenario after the first also as ratios to the first.
 pub fn table(reports: &[ScenarioReport]) -> String {
+    let mut out = rows(reports);
+    if let [base, rest @ ..] = reports {
+        for r in rest {
+            let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
+            out += &format!(
+                "{} / {}: p50 x{:.2}, p99 x{:.2}, p99.9 x{:.2}\n",
+                r.scenario,
+                base.scenario,
+                ratio(r.p50_us, base.p50_us),
+                ratio(r.p99_us, base.p99_us),
+                ratio(r.p999_us, base.p999_us),
+            );
+        }
+    }
+    out
+}
+
+/// The reports as a table, one row each, with the errors of those that had any.
+pub fn rows(reports: &[ScenarioReport]) -> String {
     let mut out = format!(
         "{:<28} {:>8} {:>8} {:>9} {:>9} {:>9} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>8}\n",
         "scenario",
@@ -205,19 +224,6 @@ pub fn table(reports: &[ScenarioReport]) -> String {
             r.hedged,
             r.extra_leaf_requests_pct
         );
-    }
-    if let [base, rest @ ..] = reports {
-        for r in rest {
-            let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
-            out += &format!(
-                "{} / {}: p50 x{:.2}, p99 x{:.2}, p99.9 x{:.2}\n",
-                r.scenario,
-                base.scenario,
-                ratio(r.p50_us, base.p50_us),
-                ratio(r.p99_us, base.p99_us),
-                ratio(r.p999_us, base.p999_us),
-            );
-        }
     }
     for r in reports.iter().filter(|r| r.errors > 0) {
         out += &format!("{} errors: {:?}\n", r.scenario, r.errors_by_kind);
