@@ -111,6 +111,7 @@ impl Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let topology = args.topology()?;
     let config = args.config();
+    // Before the cluster: it registers its metric handles with whatever recorder is installed.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;

@@ -10,7 +10,8 @@ use crate::choose::power_of_two_choices;
 use crate::client::{GrpcLeafClient, LeafClient};
 use crate::config::RootConfig;
 use crate::hedge::{HedgeBudget, HedgePolicy, LatencyWindow};
-use crate::replica::{ReplicaPolicy, ReplicaState};
+use crate::replica::{FailureEffect, ReplicaPolicy, ReplicaState};
+use crate::scatter::ShardMetrics;
 
 /// One replica of a shard.
 pub struct Replica {
@@ -18,6 +19,18 @@ pub struct Replica {
     pub name: String,
     pub client: Arc<dyn LeafClient>,
     pub state: ReplicaState,
+    ejections: metrics::Counter,
+}
+
+impl Replica {
+    /// Records a failed request or probe; an ejection it causes is logged and counted here, the
+    /// one place that does so whether a query or the health prober saw the failure.
+    pub fn record_failure(&self, policy: &ReplicaPolicy, why: &str) {
+        if let FailureEffect::Ejected(backoff) = self.state.record_failure(policy) {
+            tracing::warn!(replica = %self.name, ?backoff, why, "replica ejected after consecutive failures");
+            self.ejections.increment(1);
+        }
+    }
 }
 
 /// The replicas of one shard and what the root has learnt about them.
@@ -26,6 +39,7 @@ pub struct ReplicaSet {
     pub replicas: Vec<Replica>,
     window: Mutex<LatencyWindow>,
     pub budget: HedgeBudget,
+    pub metrics: ShardMetrics,
 }
 
 impl ReplicaSet {
@@ -42,9 +56,10 @@ impl ReplicaSet {
         let replicas = replicas
             .into_iter()
             .map(|(name, client)| Replica {
+                ejections: metrics::counter!("fanout_root_ejections_total", "replica" => name.clone()),
+                state: ReplicaState::new(&config.replica),
                 name,
                 client,
-                state: ReplicaState::new(&config.replica),
             })
             .collect();
         Self {
@@ -52,6 +67,7 @@ impl ReplicaSet {
             replicas,
             window: Mutex::new(LatencyWindow::new(&config.hedge)),
             budget: HedgeBudget::new(&config.hedge),
+            metrics: ShardMetrics::new(shard),
         }
     }
 

@@ -8,7 +8,6 @@ use fanout_proto::ShardId;
 
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
-use crate::replica::FailureEffect;
 
 /// Probes every replica once, concurrently, and records the answers.
 pub async fn probe_all(cluster: &Cluster, config: &RootConfig) {
@@ -16,9 +15,8 @@ pub async fn probe_all(cluster: &Cluster, config: &RootConfig) {
     let probes = replicas.map(|replica| async move {
         if replica.client.check_health(config.probe_timeout).await {
             replica.state.record_success(&config.replica);
-        } else if let FailureEffect::Ejected(backoff) = replica.state.record_failure(&config.replica) {
-            tracing::warn!(replica = %replica.name, ?backoff, "replica ejected: health probes fail");
-            metrics::counter!("fanout_root_ejections_total", "replica" => replica.name.clone()).increment(1);
+        } else {
+            replica.record_failure(&config.replica, "health probe failed");
         }
     });
     futures::future::join_all(probes).await;

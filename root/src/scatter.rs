@@ -22,7 +22,38 @@ use tokio::time::Instant;
 use crate::client::ShardError;
 use crate::cluster::{Cluster, Replica, ReplicaSet};
 use crate::config::RootConfig;
-use crate::replica::{FailureEffect, ReplicaPolicy, ReplicaState};
+use crate::replica::{ReplicaPolicy, ReplicaState};
+
+/// A shard's metric handles, registered once when the cluster is built (after the recorder is
+/// installed), so that the query path neither formats labels nor looks up the registry.
+pub struct ShardMetrics {
+    /// Leaf requests sent, by [`AttemptKind`].
+    requests: [metrics::Counter; 3],
+    retries: metrics::Counter,
+    hedges_sent: metrics::Counter,
+    hedges_won: metrics::Counter,
+    hedges_skipped_budget: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+impl ShardMetrics {
+    /// The handles of shard `shard`.
+    pub fn new(shard: ShardId) -> Self {
+        let label = shard.to_string();
+        let requests = [AttemptKind::Primary, AttemptKind::Hedge, AttemptKind::Retry].map(|kind| {
+            metrics::counter!("fanout_root_leaf_requests_total", "shard" => label.clone(), "kind" => kind.as_str())
+        });
+        let hedges = |outcome: &'static str| metrics::counter!("fanout_root_hedges_total", "shard" => label.clone(), "outcome" => outcome);
+        Self {
+            requests,
+            retries: metrics::counter!("fanout_root_retries_total", "shard" => label.clone()),
+            hedges_sent: hedges("sent"),
+            hedges_won: hedges("won"),
+            hedges_skipped_budget: hedges("skipped_budget"),
+            latency: metrics::histogram!("fanout_root_shard_seconds", "shard" => label.clone()),
+        }
+    }
+}
 
 /// Why an attempt was sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -145,7 +176,6 @@ struct Attempts<'a> {
     policy: &'a ReplicaPolicy,
     request: &'a pb::SearchRequest,
     deadline: Instant,
-    shard_label: String,
     tried: Vec<bool>,
     reports: Vec<AttemptReport>,
     /// Per report slot: which replica, and when it was sent.
@@ -169,8 +199,7 @@ impl<'a> Attempts<'a> {
             elapsed_us: 0,
         });
         self.sent.push((index, Instant::now()));
-        metrics::counter!("fanout_root_leaf_requests_total", "shard" => self.shard_label.clone(), "kind" => kind.as_str())
-            .increment(1);
+        self.set.metrics.requests[kind as usize].increment(1);
         let request = self.request.clone();
         self.in_flight.push(Box::pin(attempt(
             replica,
@@ -209,7 +238,6 @@ pub async fn search_shard(
         policy,
         request,
         deadline,
-        shard_label: set.shard.to_string(),
         tried: vec![false; set.replicas.len()],
         reports: Vec::new(),
         sent: Vec::new(),
@@ -245,9 +273,9 @@ pub async fn search_shard(
                         if !e.is_retryable() {
                             break Err(e);
                         }
-                        note_failure(replica, policy);
+                        replica.record_failure(policy, "request failed");
                         if Instant::now() < deadline && attempts.launch(AttemptKind::Retry) {
-                            metrics::counter!("fanout_root_retries_total", "shard" => attempts.shard_label.clone()).increment(1);
+                            set.metrics.retries.increment(1);
                         }
                         if attempts.in_flight.is_empty() {
                             break Err(e);
@@ -260,9 +288,9 @@ pub async fn search_shard(
                 let untried = attempts.tried.iter().any(|t| !t);
                 if untried && set.budget.try_withdraw() {
                     attempts.launch(AttemptKind::Hedge);
-                    metrics::counter!("fanout_root_hedges_total", "shard" => attempts.shard_label.clone(), "outcome" => "sent").increment(1);
+                    set.metrics.hedges_sent.increment(1);
                 } else if untried {
-                    metrics::counter!("fanout_root_hedges_total", "shard" => attempts.shard_label.clone(), "outcome" => "skipped_budget").increment(1);
+                    set.metrics.hedges_skipped_budget.increment(1);
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
@@ -277,33 +305,24 @@ pub async fn search_shard(
         attempts.reports[slot].elapsed_us =
             now.duration_since(attempts.sent[slot].1).as_micros() as u64;
         if timed_out {
-            note_failure(attempts.replica(slot), policy);
+            attempts
+                .replica(slot)
+                .record_failure(policy, "no answer by the deadline");
         }
     }
     drop(attempts.in_flight);
-    let label = attempts.shard_label;
     if attempts
         .reports
         .iter()
         .any(|r| r.outcome == AttemptOutcome::Won && r.kind == AttemptKind::Hedge)
     {
-        metrics::counter!("fanout_root_hedges_total", "shard" => label.clone(), "outcome" => "won")
-            .increment(1);
+        set.metrics.hedges_won.increment(1);
     }
-    metrics::histogram!("fanout_root_shard_seconds", "shard" => label)
-        .record(started.elapsed().as_secs_f64());
+    set.metrics.latency.record(started.elapsed().as_secs_f64());
     ShardOutcome {
         shard: set.shard,
         result,
         attempts: attempts.reports,
-    }
-}
-
-fn note_failure(replica: &Replica, policy: &ReplicaPolicy) {
-    if let FailureEffect::Ejected(backoff) = replica.state.record_failure(policy) {
-        tracing::warn!(replica = %replica.name, ?backoff, "replica ejected after consecutive failures");
-        metrics::counter!("fanout_root_ejections_total", "replica" => replica.name.clone())
-            .increment(1);
     }
 }
 
