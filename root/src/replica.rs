@@ -105,20 +105,14 @@ impl ReplicaState {
         let now = Instant::now();
         let mut ewma = self.ewma.lock().expect("ewma lock");
         let rtt = latency.as_secs_f64() * 1e6;
-        let decayed = decay(
-            ewma.cost_us,
-            now.saturating_duration_since(ewma.stamp),
-            policy.decay,
-        );
+        let w = weight(now.saturating_duration_since(ewma.stamp), policy.decay);
+        // Peak-sensitive: a slower answer replaces the estimate as it stands now; a faster one
+        // is blended in, cost·w + rtt·(1 − w), the old cost weighted once by the time since it.
+        let decayed = ewma.cost_us * w;
         ewma.cost_us = if rtt > decayed {
             rtt
         } else {
-            blend(
-                decayed,
-                rtt,
-                now.saturating_duration_since(ewma.stamp),
-                policy.decay,
-            )
+            decayed + rtt * (1.0 - w)
         };
         ewma.stamp = now;
     }
@@ -126,11 +120,11 @@ impl ReplicaState {
     /// The latency estimate now, in microseconds.
     pub fn latency_us(&self, policy: &ReplicaPolicy) -> f64 {
         let ewma = self.ewma.lock().expect("ewma lock");
-        decay(
-            ewma.cost_us,
-            Instant::now().saturating_duration_since(ewma.stamp),
-            policy.decay,
-        )
+        ewma.cost_us
+            * weight(
+                Instant::now().saturating_duration_since(ewma.stamp),
+                policy.decay,
+            )
     }
 
     /// The load score power-of-two-choices compares: latency times queue length (+1, so an idle
@@ -176,13 +170,9 @@ impl ReplicaState {
     }
 }
 
-fn decay(cost: f64, elapsed: Duration, tau: Duration) -> f64 {
-    cost * (-elapsed.as_secs_f64() / tau.as_secs_f64().max(1e-9)).exp()
-}
-
-fn blend(old: f64, new: f64, elapsed: Duration, tau: Duration) -> f64 {
-    let w = (-elapsed.as_secs_f64() / tau.as_secs_f64().max(1e-9)).exp();
-    old * w + new * (1.0 - w)
+/// How much of an estimate `elapsed` old still counts: e^(−elapsed / tau).
+fn weight(elapsed: Duration, tau: Duration) -> f64 {
+    (-elapsed.as_secs_f64() / tau.as_secs_f64().max(1e-9)).exp()
 }
 
 #[cfg(test)]
@@ -215,6 +205,25 @@ mod tests {
         r.start();
         r.finish(ms(1), &policy);
         assert!(r.latency_us(&policy) < 3_000.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_faster_observation_blends_with_the_old_cost_weighted_once() {
+        let policy = ReplicaPolicy::default();
+        let r = ReplicaState::new(&policy);
+        r.start();
+        r.finish(ms(10), &policy);
+        tokio::time::advance(policy.decay).await;
+        r.start();
+        r.finish(ms(1), &policy);
+        // 10 ms · e^-1 + 1 ms · (1 - e^-1): the old cost decays once, not twice.
+        let e = (-1f64).exp();
+        let expected = 10_000.0 * e + 1_000.0 * (1.0 - e);
+        assert!(
+            (r.latency_us(&policy) - expected).abs() < 1.0,
+            "{}",
+            r.latency_us(&policy)
+        );
     }
 
     #[tokio::test(start_paused = true)]
