@@ -75,6 +75,11 @@ impl<R: BufRead> LineReader<R> {
         }
     }
 
+    /// Lines read so far from this input.
+    pub fn lines_read(&self) -> u64 {
+        self.number
+    }
+
     /// Bytes consumed so far (decompressed).
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read

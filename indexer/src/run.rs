@@ -302,10 +302,10 @@ fn read_and_route(
                 Ok(Some(next)) => next,
                 Ok(None) => break,
                 Err(e) => {
-                    let after = totals.lines;
+                    let after = reader.lines_read();
                     totals
                         .errors
-                        .push(format!("{name}: read error after {after} lines: {e}"));
+                        .push(format!("{name}: read error after line {after}: {e}"));
                     break;
                 }
             };
@@ -341,4 +341,54 @@ fn read_and_route(
         }
     }
     totals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[tokio::test]
+    async fn a_broken_input_is_reported_with_its_own_line_count() {
+        // Nothing listens there: only the reading matters here.
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let topology = Topology::from_specs(&[format!("0={dead}")]).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        for i in 0..20_000 {
+            writeln!(
+                gz,
+                "{{\"id\": \"doc-{i}\", \"title\": \"line {i} of a gzip input\"}}"
+            )
+            .unwrap();
+        }
+        let mut truncated = gz.finish().unwrap();
+        truncated.truncate(truncated.len() / 2);
+        let inputs = vec![
+            Input::from_bytes(
+                "first.ndjson",
+                b"{\"id\": \"a\"}\n{\"id\": \"b\"}\n{\"id\": \"c\"}\n".to_vec(),
+            ),
+            Input::from_bytes("second.ndjson.gz", truncated),
+        ];
+        let options = IndexerOptions {
+            retries: 0,
+            ..IndexerOptions::default()
+        };
+        let summary = index_inputs(&topology, inputs, &options, Arc::new(RejectLog::new(None)))
+            .await
+            .unwrap();
+        assert_eq!(summary.input_errors.len(), 1, "{:?}", summary.input_errors);
+        let from_second = summary.lines - 3;
+        assert!(from_second > 0 && from_second < 20_000);
+        let expected = format!("second.ndjson.gz: read error after line {from_second}: ");
+        assert!(
+            summary.input_errors[0].starts_with(&expected),
+            "{:?}",
+            summary.input_errors
+        );
+        assert!(!summary.is_complete());
+    }
 }
