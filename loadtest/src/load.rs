@@ -57,10 +57,12 @@ impl Target {
                     .send()
                     .await;
                 match response {
-                    Ok(r) if r.status().is_success() => match r.json::<serde_json::Value>().await {
-                        Ok(body) => Ok(Answer::from_body(&body)),
-                        Err(_) => Err("unreadable body".into()),
-                    },
+                    Ok(r) if r.status().is_success() => {
+                        match r.bytes().await.map(|b| Answer::from_body(&b)) {
+                            Ok(Ok(answer)) => Ok(answer),
+                            Ok(Err(_)) | Err(_) => Err("unreadable body".into()),
+                        }
+                    }
                     Ok(r) => Err(format!("http {}", r.status().as_u16())),
                     Err(e) if e.is_timeout() => Err("client timeout".into()),
                     Err(e) if e.is_connect() => Err("connect".into()),

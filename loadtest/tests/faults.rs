@@ -113,5 +113,8 @@ async fn no_query_fails_while_one_replica_stalls_repeatedly_and_another_is_kille
     );
     assert!(r.hedged > 0, "the paused replica's requests were hedged");
     // Refused by the killed replica, then answered by its sibling: a retry, not a failure.
-    assert!(r.retried > 0, "the killed replica's requests were retried elsewhere");
+    assert!(
+        r.retried > 0,
+        "the killed replica's requests were retried elsewhere"
+    );
 }
