@@ -25,7 +25,7 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
             .map(|h| pb::Hit {
                 id: h.id,
                 score: h.score,
-                fields_json: serde_json::Value::Object(h.fields).to_string(),
+                fields_json: h.fields_json,
             })
             .collect();
         Ok(Response::new(pb::SearchResponse {

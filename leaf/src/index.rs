@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use fanout_proto::{shard_for_id, ShardId};
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::QueryParser;
-use tantivy::schema::{Field, Schema};
+use tantivy::schema::{Field, OwnedValue, Schema, Value as _};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::error::LeafError;
@@ -41,8 +42,9 @@ impl Default for WriterOptions {
 pub struct LeafHit {
     pub id: String,
     pub score: f32,
-    /// The stored fields, one JSON object.
-    pub fields: Map<String, Value>,
+    /// The stored fields as one JSON object, ready for the wire: a field with one value maps
+    /// to it, a field with several to an array.
+    pub fields_json: String,
 }
 
 /// A shard's answer to one query.
@@ -268,12 +270,16 @@ impl ShardIndex {
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address)?;
-            let fields = self.stored_fields(&doc);
-            let id = match fields.get(&self.config.id_field) {
-                Some(Value::String(id)) => id.clone(),
-                _ => String::new(),
-            };
-            hits.push(LeafHit { id, score, fields });
+            let id = doc
+                .get_first(self.id_field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
+            hits.push(LeafHit {
+                id,
+                score,
+                fields_json: self.stored_fields_json(&doc)?,
+            });
         }
         Ok(LeafHits {
             total_hits: total_hits as u64,
@@ -282,37 +288,43 @@ impl ShardIndex {
         })
     }
 
-    /// A stored document as a JSON object: one value per field, or an array when it has several.
-    fn stored_fields(&self, doc: &TantivyDocument) -> Map<String, Value> {
-        let mut fields = Map::new();
-        for (field, entry) in self.schema.fields() {
-            if !entry.is_stored() {
-                continue;
-            }
-            let mut values: Vec<Value> = doc
-                .get_all(field)
-                .map(|v| {
-                    let owned = tantivy::schema::OwnedValue::from(v);
-                    serde_json::to_value(owned).unwrap_or(Value::Null)
-                })
-                .collect();
-            match values.len() {
-                0 => {}
-                1 => {
-                    fields.insert(entry.name().to_string(), values.pop().expect("one value"));
+    /// A stored document as a JSON object, written directly from the stored values: one value
+    /// per field, or an array when it has several.
+    fn stored_fields_json(&self, doc: &TantivyDocument) -> Result<String, LeafError> {
+        let mut out = Vec::with_capacity(512);
+        let mut serializer = serde_json::Serializer::new(&mut out);
+        let written: Result<(), serde_json::Error> = (|| {
+            let mut map = serializer.serialize_map(None)?;
+            for (field, entry) in self.schema.fields() {
+                if !entry.is_stored() {
+                    continue;
                 }
-                _ => {
-                    fields.insert(entry.name().to_string(), Value::Array(values));
+                let mut values = doc.get_all(field).map(OwnedValue::from);
+                let Some(first) = values.next() else { continue };
+                match values.next() {
+                    None => map.serialize_entry(entry.name(), &first)?,
+                    Some(second) => {
+                        let all: Vec<OwnedValue> =
+                            [first, second].into_iter().chain(values).collect();
+                        map.serialize_entry(entry.name(), &all)?
+                    }
                 }
             }
-        }
-        fields
+            map.end()
+        })();
+        written.map_err(|e| LeafError::Internal(format!("cannot encode stored fields: {e}")))?;
+        Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hit's stored fields, parsed back.
+    fn fields(hit: &LeafHit) -> Value {
+        serde_json::from_str(&hit.fields_json).unwrap()
+    }
 
     fn index_with(docs: &[&str]) -> ShardIndex {
         let index =
@@ -334,8 +346,20 @@ mod tests {
         assert_eq!(found.total_hits, 2);
         let ids: Vec<_> = found.hits.iter().map(|h| h.id.as_str()).collect();
         assert_eq!(ids, ["c", "a"], "c mentions red twice");
-        assert_eq!(found.hits[0].fields["title"], "red panda");
-        assert_eq!(found.hits[0].fields["date"], "2024-01-02T03:04:05Z");
+        assert_eq!(fields(&found.hits[0])["title"], "red panda");
+        assert_eq!(fields(&found.hits[0])["date"], "2024-01-02T03:04:05Z");
+        assert!(
+            fields(&found.hits[0]).get("author").is_none(),
+            "absent fields are left out"
+        );
+        let multi = index_with(&[r#"{"id": "m", "title": "duo", "author": ["ann", "bob"]}"#]);
+        let hit = &multi.search("duo", 0, 1).unwrap().hits[0];
+        assert_eq!(
+            fields(hit)["author"],
+            serde_json::json!(["ann", "bob"]),
+            "several values: an array"
+        );
+        assert_eq!(fields(hit)["id"], "m");
         assert_eq!(index.search("+red -panda", 0, 10).unwrap().hits[0].id, "a");
         assert_eq!(
             index.search("\"largest animal\"", 0, 10).unwrap().hits[0].id,
