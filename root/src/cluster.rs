@@ -109,6 +109,10 @@ impl ReplicaSet {
 /// Every shard's replica set, indexed by shard id.
 pub struct Cluster {
     shards: Vec<ReplicaSet>,
+    /// Searches answered with a shard missing.
+    pub partial_responses: metrics::Counter,
+    /// Time from a search's arrival to its answer.
+    pub search_seconds: metrics::Histogram,
 }
 
 impl Cluster {
@@ -120,7 +124,11 @@ impl Cluster {
                 "replica sets must be ordered by shard id"
             );
         }
-        Self { shards }
+        Self {
+            shards,
+            partial_responses: metrics::counter!("fanout_root_partial_responses_total"),
+            search_seconds: metrics::histogram!("fanout_root_search_seconds"),
+        }
     }
 
     /// gRPC clients for every replica of a topology. Connections are made lazily.

@@ -250,10 +250,10 @@ pub async fn search(
         })
         .collect();
     if !failed.is_empty() {
-        metrics::counter!("fanout_root_partial_responses_total").increment(1);
+        cluster.partial_responses.increment(1);
     }
     let took = started.elapsed();
-    metrics::histogram!("fanout_root_search_seconds").record(took.as_secs_f64());
+    cluster.search_seconds.record(took.as_secs_f64());
     Ok(SearchResult {
         took_ms: took.as_millis() as u64,
         total_hits,
