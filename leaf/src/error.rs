@@ -20,6 +20,9 @@ pub enum LeafError {
     /// Tantivy failed (I/O, a corrupt index, ...).
     #[error("index error: {0}")]
     Index(#[from] tantivy::TantivyError),
+    /// The write-ahead log could not be written or read: nothing was acknowledged.
+    #[error(transparent)]
+    Log(#[from] crate::wal::WalError),
     /// The caller gave up before the work started, so it was skipped.
     #[error("cancelled by the caller before it started")]
     Cancelled,
@@ -44,6 +47,8 @@ impl From<LeafError> for tonic::Status {
             }
             LeafError::WrongShard { .. } => tonic::Status::failed_precondition(message),
             LeafError::Cancelled => tonic::Status::cancelled(message),
+            // Retryable: a full disk may drain, and a restarted leaf has a fresh log.
+            LeafError::Log(_) => tonic::Status::unavailable(message),
             LeafError::Config(_) | LeafError::Index(_) | LeafError::Internal(_) => {
                 tonic::Status::internal(message)
             }

@@ -15,6 +15,11 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 
 use crate::error::LeafError;
 use crate::schema::SchemaConfig;
+use crate::wal::{Entry, OpKind, Wal};
+
+/// The key in a tantivy commit's payload that records the last write-ahead log record the
+/// commit contains.
+const PAYLOAD_WAL_SEQ: &str = "wal_seq";
 
 /// Largest `from + size` a leaf accepts: deeper pages cost memory on every shard.
 pub const MAX_WINDOW: usize = 100_000;
@@ -62,6 +67,24 @@ pub struct BatchOutcome {
     pub rejected: Vec<(u32, String)>,
 }
 
+/// Everything a write touches, under one lock so that the log's order is the index's order.
+struct Writer {
+    writer: IndexWriter,
+    /// `None` for an index in RAM, which has nothing to make durable.
+    wal: Option<Wal>,
+    /// Operations (batches, deletions) since the last commit.
+    uncommitted: u64,
+}
+
+/// What a commit would publish now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Uncommitted {
+    /// Batches and deletions since the last commit.
+    pub ops: u64,
+    /// Bytes of write-ahead log since the last commit.
+    pub log_bytes: u64,
+}
+
 /// One shard's index, its writer and its reader.
 pub struct ShardIndex {
     shard: ShardId,
@@ -69,16 +92,19 @@ pub struct ShardIndex {
     schema: Schema,
     index: Index,
     id_field: Field,
-    writer: Mutex<IndexWriter>,
+    writer: Mutex<Writer>,
     reader: IndexReader,
     query_parser: QueryParser,
     /// The opstamp of the last commit visible to searches: persists across restarts.
     generation: AtomicU64,
+    /// Log records replayed when the index was opened.
+    replayed: u64,
 }
 
 impl ShardIndex {
-    /// Opens the index in `dir`, creating it (and `dir`) if there is none. An existing index must
-    /// have been created with the same schema.
+    /// Opens the index in `dir`, creating it (and `dir`) if there is none, and replays what its
+    /// write-ahead log (`dir/wal`) holds beyond the last commit. An existing index must have been
+    /// created with the same schema.
     pub fn open_or_create(
         dir: &Path,
         shard: ShardId,
@@ -103,7 +129,37 @@ impl ShardIndex {
         } else {
             Index::create_in_dir(dir, schema.clone())?
         };
-        Self::from_index(index, shard, config, writer_options)
+        let mut opened = Self::from_index(index, shard, config, writer_options)?;
+        opened.open_log(&dir.join("wal"))?;
+        Ok(opened)
+    }
+
+    /// Replays the log's records after the last commit into the writer, then commits them so
+    /// that they are searchable and the log can be trimmed.
+    fn open_log(&mut self, dir: &Path) -> Result<(), LeafError> {
+        let applied = committed_wal_seq(&self.index)?;
+        let state = self.writer.get_mut().expect("writer lock poisoned");
+        let (wal, replayed) = Wal::open(dir, applied, |entry| {
+            apply_entry(
+                &state.writer,
+                &self.schema,
+                &self.config,
+                self.id_field,
+                entry,
+            )
+        })?;
+        state.wal = Some(wal);
+        state.uncommitted = replayed;
+        self.replayed = replayed;
+        if replayed > 0 {
+            tracing::info!(
+                shard = self.shard,
+                records = replayed,
+                "replayed the write-ahead log"
+            );
+            self.commit()?;
+        }
+        Ok(())
     }
 
     /// An index held in memory only, for tests and benchmarks.
@@ -143,10 +199,15 @@ impl ShardIndex {
             schema,
             index,
             id_field,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(Writer {
+                writer,
+                wal: None,
+                uncommitted: 0,
+            }),
             reader,
             query_parser,
             generation: AtomicU64::new(generation),
+            replayed: 0,
         })
     }
 
@@ -175,73 +236,124 @@ impl ShardIndex {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// Log records replayed when the index was opened.
+    pub fn replayed(&self) -> u64 {
+        self.replayed
+    }
+
+    /// What the next commit would publish.
+    pub fn uncommitted(&self) -> Uncommitted {
+        let state = self.writer.lock().expect("writer lock poisoned");
+        Uncommitted {
+            ops: state.uncommitted,
+            log_bytes: state.wal.as_ref().map_or(0, Wal::pending_bytes),
+        }
+    }
+
     /// Adds or replaces (by id) a batch of JSON documents. `num_shards` is the shard count the
-    /// sender routed with; 0 skips the routing check.
+    /// sender routed with; 0 skips the routing check. When this returns, the accepted documents
+    /// are in the write-ahead log on disk; they become searchable at the next commit.
     pub fn index_batch<S: AsRef<str>>(
         &self,
         shard: ShardId,
         num_shards: u32,
         docs: &[S],
     ) -> Result<BatchOutcome, LeafError> {
+        self.check_shard(shard, num_shards)?;
+        let mut outcome = BatchOutcome::default();
+        // Parse before taking the lock: it is most of the CPU work.
+        let mut accepted = Vec::with_capacity(docs.len());
+        for (position, json) in docs.iter().enumerate() {
+            let json = json.as_ref();
+            match parse_document(&self.schema, &self.config, json) {
+                Ok((id, doc)) => match check_owner(self.shard, &id, num_shards) {
+                    Ok(()) => accepted.push((json, id, doc)),
+                    Err(reason) => outcome.rejected.push((position as u32, reason)),
+                },
+                Err(reason) => outcome.rejected.push((position as u32, reason)),
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(outcome);
+        }
+        let mut state = self.writer.lock().expect("writer lock poisoned");
+        if let Some(wal) = state.wal.as_mut() {
+            wal.append(OpKind::Upsert, accepted.iter().map(|(json, _, _)| *json))?;
+        }
+        for (_, id, doc) in accepted {
+            upsert(&state.writer, self.id_field, &id, doc)?;
+            outcome.accepted += 1;
+        }
+        state.uncommitted += 1;
+        Ok(outcome)
+    }
+
+    /// Deletes documents by id; an id that is not there is not an error. Rejects an empty id,
+    /// and (when `num_shards` > 0) an id that belongs to another shard.
+    pub fn delete_batch<S: AsRef<str>>(
+        &self,
+        shard: ShardId,
+        num_shards: u32,
+        ids: &[S],
+    ) -> Result<BatchOutcome, LeafError> {
+        self.check_shard(shard, num_shards)?;
+        let mut outcome = BatchOutcome::default();
+        let mut accepted = Vec::with_capacity(ids.len());
+        for (position, id) in ids.iter().enumerate() {
+            let id = id.as_ref();
+            let checked = if id.is_empty() {
+                Err("empty id".to_string())
+            } else {
+                check_owner(self.shard, id, num_shards)
+            };
+            match checked {
+                Ok(()) => accepted.push(id),
+                Err(reason) => outcome.rejected.push((position as u32, reason)),
+            }
+        }
+        if accepted.is_empty() {
+            return Ok(outcome);
+        }
+        let mut state = self.writer.lock().expect("writer lock poisoned");
+        if let Some(wal) = state.wal.as_mut() {
+            wal.append(OpKind::Delete, accepted.iter().copied())?;
+        }
+        for id in accepted {
+            state
+                .writer
+                .delete_term(Term::from_field_text(self.id_field, id));
+            outcome.accepted += 1;
+        }
+        state.uncommitted += 1;
+        Ok(outcome)
+    }
+
+    fn check_shard(&self, shard: ShardId, num_shards: u32) -> Result<(), LeafError> {
         if num_shards > 0 && shard != self.shard {
             return Err(LeafError::WrongShard {
                 sent_to: shard,
                 serves: self.shard,
             });
         }
-        let writer = self.writer.lock().expect("writer lock poisoned");
-        let mut outcome = BatchOutcome::default();
-        for (position, json) in docs.iter().enumerate() {
-            match self.parse_document(json.as_ref(), num_shards) {
-                Ok((id, doc)) => {
-                    // Delete-then-add in one writer makes the batch an upsert: a re-run of an
-                    // import replaces documents rather than duplicating them.
-                    writer.delete_term(Term::from_field_text(self.id_field, &id));
-                    writer.add_document(doc)?;
-                    outcome.accepted += 1;
-                }
-                Err(reason) => outcome.rejected.push((position as u32, reason)),
-            }
-        }
-        Ok(outcome)
+        Ok(())
     }
 
-    fn parse_document(
-        &self,
-        json: &str,
-        num_shards: u32,
-    ) -> Result<(String, TantivyDocument), String> {
-        let mut object: Map<String, Value> = match serde_json::from_str(json) {
-            Ok(Value::Object(object)) => object,
-            Ok(_) => return Err("not a JSON object".into()),
-            Err(e) => return Err(format!("invalid JSON: {e}")),
-        };
-        let id_name = &self.config.id_field;
-        let id = match object.get(id_name) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
-            Some(_) => return Err(format!("field {id_name:?} must be a non-empty string")),
-            None => return Err(format!("missing id field {id_name:?}")),
-        };
-        if num_shards > 0 {
-            let owner = shard_for_id(&id, num_shards);
-            if owner != self.shard {
-                return Err(format!(
-                    "id {id:?} belongs to shard {owner} of {num_shards}, not to shard {}",
-                    self.shard
-                ));
-            }
-        }
-        object.insert(id_name.clone(), Value::String(id.clone()));
-        let doc =
-            TantivyDocument::from_json_object(&self.schema, object).map_err(|e| e.to_string())?;
-        Ok((id, doc))
-    }
-
-    /// Makes everything indexed so far durable and visible. Returns the new generation.
+    /// Makes everything indexed so far visible, and trims the write-ahead log it no longer
+    /// needs. Returns the generation, which changes only when there was something to commit.
     pub fn commit(&self) -> Result<u64, LeafError> {
-        let mut writer = self.writer.lock().expect("writer lock poisoned");
-        let opstamp = writer.commit()?;
+        let mut state = self.writer.lock().expect("writer lock poisoned");
+        if state.uncommitted == 0 {
+            return Ok(self.generation());
+        }
+        let Writer { writer, wal, .. } = &mut *state;
+        let wal_seq = wal.as_ref().map_or(0, Wal::last_seq);
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::json!({ PAYLOAD_WAL_SEQ: wal_seq }).to_string());
+        let opstamp = prepared.commit()?;
+        if let Some(wal) = wal.as_mut() {
+            wal.checkpoint(wal_seq)?;
+        }
+        state.uncommitted = 0;
         self.reader.reload()?;
         self.generation.store(opstamp, Ordering::Release);
         Ok(opstamp)
@@ -317,171 +429,97 @@ impl ShardIndex {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A hit's stored fields, parsed back.
-    fn fields(hit: &LeafHit) -> Value {
-        serde_json::from_str(&hit.fields_json).unwrap()
-    }
-
-    fn index_with(docs: &[&str]) -> ShardIndex {
-        let index =
-            ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
-        let outcome = index.index_batch(0, 0, docs).unwrap();
-        assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
-        index.commit().unwrap();
-        index
-    }
-
-    #[test]
-    fn finds_what_was_indexed_with_stored_fields() {
-        let index = index_with(&[
-            r#"{"id": "a", "title": "red fox", "body": "quick brown"}"#,
-            r#"{"id": "b", "title": "blue whale", "body": "the largest animal"}"#,
-            r#"{"id": "c", "title": "red panda", "body": "red fur", "date": "2024-01-02T03:04:05Z"}"#,
-        ]);
-        let found = index.search("red", 0, 10).unwrap();
-        assert_eq!(found.total_hits, 2);
-        let ids: Vec<_> = found.hits.iter().map(|h| h.id.as_str()).collect();
-        assert_eq!(ids, ["c", "a"], "c mentions red twice");
-        assert_eq!(fields(&found.hits[0])["title"], "red panda");
-        assert_eq!(fields(&found.hits[0])["date"], "2024-01-02T03:04:05Z");
-        assert!(
-            fields(&found.hits[0]).get("author").is_none(),
-            "absent fields are left out"
-        );
-        let multi = index_with(&[r#"{"id": "m", "title": "duo", "author": ["ann", "bob"]}"#]);
-        let hit = &multi.search("duo", 0, 1).unwrap().hits[0];
-        assert_eq!(
-            fields(hit)["author"],
-            serde_json::json!(["ann", "bob"]),
-            "several values: an array"
-        );
-        assert_eq!(fields(hit)["id"], "m");
-        assert_eq!(index.search("+red -panda", 0, 10).unwrap().hits[0].id, "a");
-        assert_eq!(
-            index.search("\"largest animal\"", 0, 10).unwrap().hits[0].id,
-            "b"
-        );
-        assert_eq!(index.search("title:whale", 0, 10).unwrap().total_hits, 1);
-        let second = index.search("red", 1, 10).unwrap();
-        assert_eq!(second.hits.len(), 1);
-        assert_eq!(second.total_hits, 2);
-        assert_eq!(index.search("red", 0, 0).unwrap().total_hits, 2);
-    }
-
-    #[test]
-    fn reindexing_an_id_replaces_the_document() {
-        let index = index_with(&[r#"{"id": "a", "title": "old"}"#]);
-        index
-            .index_batch(0, 0, &[r#"{"id": "a", "title": "new"}"#])
-            .unwrap();
-        index.commit().unwrap();
-        assert_eq!(index.num_docs(), 1);
-        assert_eq!(index.search("old", 0, 10).unwrap().total_hits, 0);
-        assert_eq!(index.search("new", 0, 10).unwrap().total_hits, 1);
-    }
-
-    #[test]
-    fn bad_documents_are_rejected_one_by_one() {
-        let index =
-            ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
-        let outcome = index
-            .index_batch(
-                0,
-                0,
-                &[
-                    r#"{"id": "ok", "title": "fine"}"#,
-                    r#"{"title": "no id"}"#,
-                    r#"{"id": "d", "date": "yesterday"}"#,
-                    r#"[1, 2]"#,
-                    r#"{"id": "x""#,
-                    r#"{"id": 42, "title": "numeric ids are kept as strings"}"#,
-                ],
-            )
-            .unwrap();
-        assert_eq!(outcome.accepted, 2);
-        let positions: Vec<u32> = outcome.rejected.iter().map(|r| r.0).collect();
-        assert_eq!(positions, [1, 2, 3, 4]);
-        assert!(
-            outcome.rejected[0].1.contains("missing id"),
-            "{:?}",
-            outcome.rejected
-        );
-        assert!(
-            outcome.rejected[1].1.contains("date"),
-            "{:?}",
-            outcome.rejected
-        );
-        index.commit().unwrap();
-        assert_eq!(index.search("id:42", 0, 1).unwrap().hits[0].id, "42");
-    }
-
-    #[test]
-    fn refuses_documents_routed_to_the_wrong_shard() {
-        let index =
-            ShardIndex::in_ram(1, SchemaConfig::default(), &WriterOptions::default()).unwrap();
-        let err = index.index_batch(0, 2, &[r#"{"id": "a"}"#]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                LeafError::WrongShard {
-                    sent_to: 0,
-                    serves: 1
-                }
-            ),
-            "{err}"
-        );
-        let ids: Vec<String> = (0..20).map(|i| format!("doc-{i}")).collect();
-        let docs: Vec<String> = ids
-            .iter()
-            .map(|id| format!(r#"{{"id": "{id}"}}"#))
-            .collect();
-        let outcome = index.index_batch(1, 2, &docs).unwrap();
-        let expected_ok = ids.iter().filter(|id| shard_for_id(id, 2) == 1).count();
-        assert_eq!(outcome.accepted as usize, expected_ok);
-        assert!(outcome
-            .rejected
-            .iter()
-            .all(|(_, r)| r.contains("belongs to shard 0")));
-    }
-
-    #[test]
-    fn bad_queries_and_windows_are_invalid_arguments() {
-        let index = index_with(&[r#"{"id": "a", "title": "x"}"#]);
-        let err = index.search("title:(", 0, 10).unwrap_err();
-        assert!(matches!(err, LeafError::InvalidQuery(_)), "{err}");
-        let err = index.search("nosuchfield:x", 0, 10).unwrap_err();
-        assert!(matches!(err, LeafError::InvalidQuery(_)), "{err}");
-        let err = index.search("x", MAX_WINDOW, 1).unwrap_err();
-        assert!(matches!(err, LeafError::InvalidArgument(_)), "{err}");
-    }
-
-    #[test]
-    fn generation_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = WriterOptions::default();
-        let generation = {
-            let index =
-                ShardIndex::open_or_create(dir.path(), 0, SchemaConfig::default(), &opts).unwrap();
-            index
-                .index_batch(0, 0, &[r#"{"id": "a", "title": "kept"}"#])
-                .unwrap();
-            index.commit().unwrap()
-        };
-        assert!(generation > 0);
-        let index =
-            ShardIndex::open_or_create(dir.path(), 0, SchemaConfig::default(), &opts).unwrap();
-        assert_eq!(index.generation(), generation);
-        assert_eq!(index.search("kept", 0, 10).unwrap().total_hits, 1);
-        let mut other = SchemaConfig::default();
-        other.fields.pop();
-        drop(index);
-        let err = ShardIndex::open_or_create(dir.path(), 0, other, &opts)
-            .err()
-            .unwrap();
-        assert!(err.to_string().contains("different schema"), "{err}");
-    }
+/// The last log record the index's newest commit contains (0 if it records none).
+fn committed_wal_seq(index: &Index) -> Result<u64, LeafError> {
+    let Some(payload) = index.load_metas()?.payload else {
+        return Ok(0);
+    };
+    let parsed: Value = serde_json::from_str(&payload)
+        .map_err(|e| LeafError::Config(format!("unreadable commit payload {payload:?}: {e}")))?;
+    Ok(parsed
+        .get(PAYLOAD_WAL_SEQ)
+        .and_then(Value::as_u64)
+        .unwrap_or(0))
 }
+
+/// Re-applies one logged operation. Documents were checked when they were first accepted, so
+/// one failing now means the schema changed under the log: refuse to open rather than drop it.
+fn apply_entry(
+    writer: &IndexWriter,
+    schema: &Schema,
+    config: &SchemaConfig,
+    id_field: Field,
+    entry: Entry,
+) -> Result<(), LeafError> {
+    for item in &entry.items {
+        match entry.kind {
+            OpKind::Upsert => {
+                let (id, doc) = parse_document(schema, config, item).map_err(|why| {
+                    LeafError::Config(format!(
+                        "write-ahead log record {} no longer fits the schema: {why}",
+                        entry.seq
+                    ))
+                })?;
+                upsert(writer, id_field, &id, doc)?;
+            }
+            OpKind::Delete => {
+                writer.delete_term(Term::from_field_text(id_field, item));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delete-then-add in one writer makes an add an upsert: a re-run of an import replaces
+/// documents rather than duplicating them.
+fn upsert(
+    writer: &IndexWriter,
+    id_field: Field,
+    id: &str,
+    doc: TantivyDocument,
+) -> Result<(), LeafError> {
+    writer.delete_term(Term::from_field_text(id_field, id));
+    writer.add_document(doc)?;
+    Ok(())
+}
+
+/// A JSON document as a tantivy document, and its id (a number id is kept as a string).
+fn parse_document(
+    schema: &Schema,
+    config: &SchemaConfig,
+    json: &str,
+) -> Result<(String, TantivyDocument), String> {
+    let mut object: Map<String, Value> = match serde_json::from_str(json) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => return Err("not a JSON object".into()),
+        Err(e) => return Err(format!("invalid JSON: {e}")),
+    };
+    let id_name = &config.id_field;
+    let id = match object.get(id_name) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) if n.is_u64() || n.is_i64() => n.to_string(),
+        Some(_) => return Err(format!("field {id_name:?} must be a non-empty string")),
+        None => return Err(format!("missing id field {id_name:?}")),
+    };
+    object.insert(id_name.clone(), Value::String(id.clone()));
+    let doc = TantivyDocument::from_json_object(schema, object).map_err(|e| e.to_string())?;
+    Ok((id, doc))
+}
+
+/// Whether `id` belongs to `shard` of `num_shards` (always, when `num_shards` is 0).
+fn check_owner(shard: ShardId, id: &str, num_shards: u32) -> Result<(), String> {
+    if num_shards == 0 {
+        return Ok(());
+    }
+    let owner = shard_for_id(id, num_shards);
+    if owner != shard {
+        return Err(format!(
+            "id {id:?} belongs to shard {owner} of {num_shards}, not to shard {shard}"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "index_tests.rs"]
+mod tests;

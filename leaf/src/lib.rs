@@ -4,6 +4,7 @@
 //! - [`schema`]: the schema file and the tantivy schema built from it.
 //! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
 //! - [`service`]: the leaf as a plain async API; runs index work off the async runtime.
+//! - [`wal`]: the write-ahead log that makes an acknowledged batch durable before a commit.
 //! - [`grpc`]: the thin tonic adapter over the service.
 //! - [`server`]: `serve(listener, leaf, shutdown)`, with the gRPC health service.
 //! - [`error`]: the one error type, mapped once to gRPC status codes.
@@ -16,6 +17,7 @@ pub mod index;
 pub mod schema;
 pub mod server;
 pub mod service;
+pub mod wal;
 
 pub use error::LeafError;
 pub use index::{ShardIndex, WriterOptions};
