@@ -7,6 +7,7 @@ use clap::Parser;
 use fanout_proto::ShardId;
 
 use crate::index::{ShardIndex, WriterOptions};
+use crate::refresh::RefreshPolicy;
 use crate::schema::SchemaConfig;
 use crate::service::LeafService;
 
@@ -40,6 +41,15 @@ pub struct Args {
     /// Memory budget of the index writer, in MiB.
     #[arg(long, env = "FANOUT_LEAF_WRITER_MEMORY_MB", default_value_t = 64)]
     pub writer_memory_mb: usize,
+    /// Longest time an acknowledged write waits to become searchable: the leaf commits this
+    /// often while there are new writes (`500ms`, `1s`, `1m`). Writes are durable on
+    /// acknowledgement either way, through the write-ahead log.
+    #[arg(long, env = "FANOUT_LEAF_REFRESH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub refresh_interval: std::time::Duration,
+    /// Commit early once this much write-ahead log built up since the last commit, in MiB; it
+    /// bounds the replay after a crash.
+    #[arg(long, env = "FANOUT_LEAF_MAX_UNCOMMITTED_MB", default_value_t = 256)]
+    pub max_uncommitted_mb: u64,
 }
 
 /// Opens the index, binds, prints the bound address and serves until Ctrl-C or SIGTERM.
@@ -66,8 +76,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let leaf = match args.max_concurrent_searches {
         Some(slots) => LeafService::with_search_slots(index, replica.clone(), slots),
         None => LeafService::new(index, replica.clone()),
-    };
-    tracing::info!(%addr, shard, %replica, docs = leaf.info().num_docs, "leaf serving");
+    }
+    .with_refresh(RefreshPolicy {
+        interval: args.refresh_interval,
+        max_log_bytes: args.max_uncommitted_mb.max(1) << 20,
+    });
+    let info = leaf.info();
+    tracing::info!(%addr, shard, %replica, docs = info.num_docs, replayed = info.replayed_records, "leaf serving");
     println!("listening on {addr}");
     crate::server::serve(listener, leaf, shutdown_signal()).await?;
     tracing::info!(%addr, "leaf stopped");

@@ -3,6 +3,7 @@
 use fanout_proto::pb;
 use tonic::{Request, Response, Status};
 
+use crate::index::BatchOutcome;
 use crate::service::LeafService;
 
 /// [`LeafService`] as a tonic service.
@@ -44,14 +45,16 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
         let req = request.into_inner();
         let docs = req.docs.into_iter().map(|d| d.json).collect();
         let outcome = self.0.index(req.shard, req.num_shards, docs).await?;
-        Ok(Response::new(pb::IndexResponse {
-            accepted: outcome.accepted,
-            rejected: outcome
-                .rejected
-                .into_iter()
-                .map(|(position, reason)| pb::DocumentError { position, reason })
-                .collect(),
-        }))
+        Ok(Response::new(index_response(outcome)))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::IndexResponse>, Status> {
+        let req = request.into_inner();
+        let outcome = self.0.delete(req.shard, req.num_shards, req.ids).await?;
+        Ok(Response::new(index_response(outcome)))
     }
 
     async fn commit(
@@ -79,6 +82,19 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
             default_fields: info.default_fields,
             searches_run: info.searches_run,
             searches_skipped: info.searches_skipped,
+            replayed_records: info.replayed_records,
+            uncommitted_batches: info.uncommitted_batches,
         }))
+    }
+}
+
+fn index_response(outcome: BatchOutcome) -> pb::IndexResponse {
+    pb::IndexResponse {
+        accepted: outcome.accepted,
+        rejected: outcome
+            .rejected
+            .into_iter()
+            .map(|(position, reason)| pb::DocumentError { position, reason })
+            .collect(),
     }
 }

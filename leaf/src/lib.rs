@@ -5,6 +5,7 @@
 //! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
 //! - [`service`]: the leaf as a plain async API; runs index work off the async runtime.
 //! - [`wal`]: the write-ahead log that makes an acknowledged batch durable before a commit.
+//! - [`refresh`]: when a leaf commits, so that writes become searchable.
 //! - [`grpc`]: the thin tonic adapter over the service.
 //! - [`server`]: `serve(listener, leaf, shutdown)`, with the gRPC health service.
 //! - [`error`]: the one error type, mapped once to gRPC status codes.
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod error;
 pub mod grpc;
 pub mod index;
+pub mod refresh;
 pub mod schema;
 pub mod server;
 pub mod service;
@@ -21,5 +23,6 @@ pub mod wal;
 
 pub use error::LeafError;
 pub use index::{ShardIndex, WriterOptions};
+pub use refresh::RefreshPolicy;
 pub use schema::SchemaConfig;
 pub use service::LeafService;

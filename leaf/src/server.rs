@@ -1,5 +1,5 @@
-//! Serving a leaf: the caller binds, [`serve`] serves until `shutdown` resolves, then lets
-//! in-flight requests finish.
+//! Serving a leaf: the caller binds, [`serve`] serves and commits on the refresh timer until
+//! `shutdown` resolves, then lets in-flight requests finish and commits what they wrote.
 
 use std::future::Future;
 
@@ -29,14 +29,24 @@ pub async fn serve(
             let _ = stream.set_nodelay(true);
         })
     });
-    let leaf = LeafServer::new(GrpcLeaf(leaf))
+    let service = LeafServer::new(GrpcLeaf(leaf.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(leaf)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    // The refresh loop never ends by itself: it stops when the server has drained.
+    let served = tokio::select! {
+        served = server => served,
+        () = leaf.refresh_loop() => unreachable!("the refresh loop runs until dropped"),
+    };
+    // Everything acknowledged is in the log already; committing it now spares the next start a
+    // replay.
+    if let Err(e) = leaf.commit().await {
+        tracing::error!(error = %e, "final commit failed; the write-ahead log will be replayed");
+    }
+    served
 }
 
 /// A leaf served on a background task, for embedding and tests.

@@ -17,6 +17,7 @@ use fanout_proto::ShardId;
 
 use crate::error::LeafError;
 use crate::index::{BatchOutcome, LeafHits, ShardIndex};
+use crate::refresh::RefreshPolicy;
 
 /// One replica of one shard, ready to serve.
 #[derive(Clone)]
@@ -25,6 +26,7 @@ pub struct LeafService {
     replica: String,
     search_slots: Arc<Semaphore>,
     stats: Arc<SearchStats>,
+    refresh: RefreshPolicy,
 }
 
 /// Counts of searches run and skipped because their caller had gone.
@@ -76,6 +78,8 @@ pub struct LeafInfo {
     pub default_fields: Vec<String>,
     pub searches_run: u64,
     pub searches_skipped: u64,
+    pub replayed_records: u64,
+    pub uncommitted_batches: u64,
 }
 
 impl LeafService {
@@ -92,7 +96,19 @@ impl LeafService {
             replica: replica.into(),
             search_slots: Arc::new(Semaphore::new(slots.max(1))),
             stats: Arc::new(SearchStats::default()),
+            refresh: RefreshPolicy::default(),
         }
+    }
+
+    /// Commits by `policy` rather than the default (once a second).
+    pub fn with_refresh(mut self, policy: RefreshPolicy) -> Self {
+        self.refresh = policy;
+        self
+    }
+
+    /// When this leaf commits.
+    pub fn refresh_policy(&self) -> RefreshPolicy {
+        self.refresh
     }
 
     /// How many searches ran and how many were skipped.
@@ -156,6 +172,36 @@ impl LeafService {
             .await
     }
 
+    /// Deletes a batch of ids on the blocking pool.
+    pub async fn delete(
+        &self,
+        shard: ShardId,
+        num_shards: u32,
+        ids: Vec<String>,
+    ) -> Result<BatchOutcome, LeafError> {
+        self.blocking(move |index| index.delete_batch(shard, num_shards, &ids))
+            .await
+    }
+
+    /// Commits by the refresh policy until the future is dropped: searches see acknowledged
+    /// writes within the policy's interval.
+    pub async fn refresh_loop(&self) {
+        let policy = self.refresh;
+        let mut ticks = tokio::time::interval(policy.tick());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_commit = tokio::time::Instant::now();
+        loop {
+            ticks.tick().await;
+            if !policy.due(last_commit.elapsed(), self.index.uncommitted()) {
+                continue;
+            }
+            if let Err(e) = self.commit().await {
+                tracing::error!(error = %e, "refresh commit failed; will retry");
+            }
+            last_commit = tokio::time::Instant::now();
+        }
+    }
+
     /// Commits on the blocking pool; returns the new generation and document count.
     pub async fn commit(&self) -> Result<(u64, u64), LeafError> {
         self.blocking(|index| Ok((index.commit()?, index.num_docs())))
@@ -174,6 +220,8 @@ impl LeafService {
             default_fields: config.default_fields.clone(),
             searches_run: self.stats.run(),
             searches_skipped: self.stats.skipped(),
+            replayed_records: self.index.replayed(),
+            uncommitted_batches: self.index.uncommitted().ops,
         }
     }
 
