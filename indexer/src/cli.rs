@@ -3,20 +3,61 @@
 //! Exit codes: 0 when every line was indexed on every replica; 1 when the run completed but
 //! some lines were rejected (each is reported with its line number); 2 when a replica stayed down,
 //! an input could not be read, or the run could not start. Re-running the same input is safe:
-//! documents are replaced by id, never duplicated.
+//! documents are replaced by id, never duplicated, and a replica that missed part of a run gets
+//! it on the re-run.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use fanout_proto::Topology;
 
-use crate::run::{index_inputs, IndexerOptions, Input, RejectLog, Summary};
+use crate::ndjson::{extract_id, Line, LineReader};
+use crate::plan::ReshardPlan;
+use crate::progress::Progress;
+use crate::run::{index_inputs, IndexerOptions, Input, RejectLog, Summary, WriteMode};
 
-/// Bulk-indexes NDJSON documents (plain or gzip) into a fanout cluster.
+/// Bulk-indexes NDJSON documents (plain or gzip) into a fanout cluster, or deletes them.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "fanout-indexer", version)]
+#[command(
+    name = "fanout-indexer",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub index: Args,
+}
+
+/// What else the indexer does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Reports how many documents of the inputs a change of shard count would move, and
+    /// between which shards. Reads only the ids; writes nothing.
+    Plan(PlanArgs),
+}
+
+/// `fanout-indexer plan`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// NDJSON files, plain or gzip; `-` or nothing reads standard input.
+    pub inputs: Vec<PathBuf>,
+    /// The shard count now.
+    #[arg(long)]
+    pub from: u32,
+    /// The shard count to move to.
+    #[arg(long)]
+    pub to: u32,
+    /// The documents' id field.
+    #[arg(long, default_value = "id")]
+    pub id_field: String,
+}
+
+/// Indexing (the default command).
+#[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     /// NDJSON files, plain or gzip; `-` or nothing reads standard input.
     pub inputs: Vec<PathBuf>,
@@ -38,18 +79,71 @@ pub struct Args {
     /// Longest accepted line, in bytes.
     #[arg(long, default_value_t = 10 << 20)]
     pub max_line_bytes: usize,
-    /// Retries of a failed request before a replica counts as down.
-    #[arg(long, default_value_t = 5)]
+    /// Retries of a failed request before a replica counts as down; the backoff doubles from
+    /// 100 ms up to 5 s, so the default waits about 16 s for a restarting leaf.
+    #[arg(long, default_value_t = 8)]
     pub retries: u32,
     /// Write every rejected line's source, number and reason to this file, as NDJSON.
     #[arg(long)]
     pub rejects: Option<PathBuf>,
+    /// Delete the documents whose ids the input lines carry, instead of indexing them.
+    #[arg(long)]
+    pub delete: bool,
+    /// No progress bar (it is drawn only when standard error is a terminal anyway).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
-/// Runs the indexer and returns the exit code.
-pub async fn run(args: Args) -> anyhow::Result<i32> {
+/// Runs the command and returns the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Some(Command::Plan(args)) => plan(args),
+        None => index(cli.index).await,
+    }
+}
+
+fn open_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<Input>> {
+    if paths.is_empty() {
+        return Ok(vec![Input::stdin()]);
+    }
+    paths.iter().map(|p| Input::open(p)).collect()
+}
+
+/// Counts where each document would go; a line without a readable id is skipped and counted.
+fn plan(args: PlanArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(
+        args.from > 0 && args.to > 0,
+        "--from and --to must be at least 1"
+    );
+    let mut plan = ReshardPlan::new(args.from, args.to);
+    let mut skipped = 0u64;
+    for input in open_inputs(&args.inputs)? {
+        let mut reader = LineReader::open(input.reader, 10 << 20)?;
+        while let Some((_, line)) = reader.next_line()? {
+            match line {
+                Line::Text(text) => match extract_id(&text, &args.id_field) {
+                    Ok(id) => plan.add(&id),
+                    Err(_) => skipped += 1,
+                },
+                Line::Bad(_) => skipped += 1,
+            }
+        }
+    }
+    println!("{plan}");
+    if skipped > 0 {
+        println!("{skipped} lines without a readable id were not counted");
+    }
+    Ok(0)
+}
+
+async fn index(args: Args) -> anyhow::Result<i32> {
     let topology = Topology::from_file_or_specs(args.topology.as_deref(), &args.shard)?;
     let options = IndexerOptions {
+        mode: if args.delete {
+            WriteMode::Delete
+        } else {
+            WriteMode::Upsert
+        },
         id_field: args.id_field.clone(),
         batch_docs: args.batch_docs.max(1),
         batch_bytes: args.batch_bytes.max(1),
@@ -57,14 +151,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         retries: args.retries,
         ..IndexerOptions::default()
     };
-    let inputs = if args.inputs.is_empty() {
-        vec![Input::stdin()]
-    } else {
-        args.inputs
-            .iter()
-            .map(|p| Input::open(p))
-            .collect::<Result<_, _>>()?
-    };
+    let inputs = open_inputs(&args.inputs)?;
     let rejects_file: Option<Box<dyn std::io::Write + Send>> = match &args.rejects {
         Some(path) => Some(Box::new(std::io::BufWriter::new(std::fs::File::create(
             path,
@@ -72,8 +159,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         None => None,
     };
     let rejects = Arc::new(RejectLog::new(rejects_file));
-    let summary = index_inputs(&topology, inputs, &options, rejects).await?;
-    print_summary(&summary, args.rejects.as_deref());
+    let progress = Arc::new(Progress::default());
+    let display = (!args.quiet).then(|| progress.display());
+    let summary = index_inputs(&topology, inputs, &options, rejects, Arc::clone(&progress)).await;
+    drop(display);
+    let summary = summary?;
+    print_summary(&summary, options.mode, args.rejects.as_deref());
     Ok(if !summary.is_complete() {
         2
     } else if summary.rejected > 0 {
@@ -83,7 +174,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     })
 }
 
-fn print_summary(s: &Summary, rejects_file: Option<&std::path::Path>) {
+fn print_summary(s: &Summary, mode: WriteMode, rejects_file: Option<&std::path::Path>) {
     for reject in &s.sample_rejects {
         eprintln!("fanout-indexer: rejected {reject}");
     }
@@ -103,10 +194,17 @@ fn print_summary(s: &Summary, rejects_file: Option<&std::path::Path>) {
         eprintln!("fanout-indexer: input error: {e}");
     }
     for f in &s.replica_failures {
-        eprintln!(
-            "fanout-indexer: replica {} of shard {} is missing {} documents: {}. Re-run the same input once it is back.",
-            f.replica, f.shard, f.docs_missed, f.reason
-        );
+        if f.docs_missed == 0 {
+            eprintln!(
+                "fanout-indexer: replica {} of shard {} acknowledged every document but did not commit: {}. They become searchable at its next refresh.",
+                f.replica, f.shard, f.reason
+            );
+        } else {
+            eprintln!(
+                "fanout-indexer: replica {} of shard {} is missing {} documents: {}. Re-run the same input once it is back.",
+                f.replica, f.shard, f.docs_missed, f.reason
+            );
+        }
     }
     let secs = s
         .elapsed
@@ -118,8 +216,12 @@ fn print_summary(s: &Summary, rejects_file: Option<&std::path::Path>) {
         .enumerate()
         .map(|(i, n)| format!("{i}: {n}"))
         .collect();
+    let verb = match mode {
+        WriteMode::Upsert => "indexed",
+        WriteMode::Delete => "deleted",
+    };
     println!(
-        "indexed {} documents from {} lines ({:.1} MB) in {:.1} s: {:.0} docs/s, {:.1} MB/s; rejected {}; per shard {{{}}}",
+        "{verb} {} documents from {} lines ({:.1} MB) in {:.1} s: {:.0} docs/s, {:.1} MB/s; rejected {}; per shard {{{}}}",
         s.docs_indexed,
         s.lines,
         s.bytes as f64 / 1e6,

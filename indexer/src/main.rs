@@ -8,8 +8,8 @@ async fn main() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let args = fanout_indexer::cli::Args::parse();
-    match fanout_indexer::cli::run(args).await {
+    let cli = fanout_indexer::cli::Cli::parse();
+    match fanout_indexer::cli::run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("fanout-indexer: {e:#}");

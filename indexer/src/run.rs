@@ -11,11 +11,24 @@ use fanout_proto::{shard_for_id, ShardId, Topology};
 use tokio::sync::mpsc;
 
 use crate::ndjson::{extract_id, Line, LineError, LineReader};
+use crate::progress::Progress;
 use crate::writer::{Batch, ReplicaFailure, ShardWriter};
+
+/// What a run does with each input line's document.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Add the document, replacing any with the same id.
+    #[default]
+    Upsert,
+    /// Delete the document with the line's id; the rest of the line is ignored.
+    Delete,
+}
 
 /// How a run batches, limits and retries.
 #[derive(Clone, Debug)]
 pub struct IndexerOptions {
+    /// Upsert the documents, or delete them by id.
+    pub mode: WriteMode,
     /// The documents' id field.
     pub id_field: String,
     /// Documents per batch. Default 1,000.
@@ -25,7 +38,8 @@ pub struct IndexerOptions {
     /// Longest accepted line; longer lines are rejected without being held in memory.
     /// Default 10 MiB.
     pub max_line_bytes: usize,
-    /// Retries of a failed request to a replica before it counts as down. Default 5.
+    /// Retries of a failed request to a replica before it counts as down. Default 8, which with
+    /// the backoff waits about 16 s for a restarting leaf.
     pub retries: u32,
     /// First backoff between retries; doubles each time, up to 5 s. Default 100 ms.
     pub initial_backoff: Duration,
@@ -38,11 +52,12 @@ pub struct IndexerOptions {
 impl Default for IndexerOptions {
     fn default() -> Self {
         Self {
+            mode: WriteMode::Upsert,
             id_field: "id".into(),
             batch_docs: 1_000,
             batch_bytes: 4 << 20,
             max_line_bytes: 10 << 20,
-            retries: 5,
+            retries: 8,
             initial_backoff: Duration::from_millis(100),
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(2),
@@ -54,6 +69,8 @@ impl Default for IndexerOptions {
 pub struct Input {
     pub name: Arc<str>,
     pub reader: Box<dyn Read + Send>,
+    /// Bytes the input holds, when known (a file), for the progress display's ETA.
+    pub size: Option<u64>,
 }
 
 impl Input {
@@ -65,9 +82,11 @@ impl Input {
         let file = std::fs::File::open(path).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
         })?;
+        let size = file.metadata().ok().map(|m| m.len());
         Ok(Self {
             name: path.display().to_string().into(),
             reader: Box::new(file),
+            size,
         })
     }
 
@@ -76,6 +95,7 @@ impl Input {
         Self {
             name: "<stdin>".into(),
             reader: Box::new(io::stdin()),
+            size: None,
         }
     }
 
@@ -83,6 +103,7 @@ impl Input {
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Self {
         Self {
             name: name.into(),
+            size: Some(bytes.len() as u64),
             reader: Box::new(io::Cursor::new(bytes)),
         }
     }
@@ -171,7 +192,7 @@ pub struct Summary {
     pub lines: u64,
     /// Bytes read (after decompression).
     pub bytes: u64,
-    /// Documents acknowledged and committed by every replica of their shard.
+    /// Documents acknowledged by every replica of their shard (deleted, in delete mode).
     pub docs_indexed: u64,
     /// Documents indexed per shard.
     pub per_shard: Vec<u64>,
@@ -202,19 +223,22 @@ pub enum RunError {
     RejectsFile(io::Error),
 }
 
-/// Indexes `inputs` into the cluster `topology` describes.
+/// Indexes `inputs` into the cluster `topology` describes, counting what it does in `progress`.
 pub async fn index_inputs(
     topology: &Topology,
     inputs: Vec<Input>,
     options: &IndexerOptions,
     rejects: Arc<RejectLog>,
+    progress: Arc<Progress>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
     let num_shards = topology.num_shards();
+    progress.set_input_total(inputs.iter().map(|i| i.size).sum());
     let mut senders = Vec::new();
     let mut workers = Vec::new();
     for spec in topology.shards() {
-        let mut writer = ShardWriter::new(spec, num_shards, options.clone())?;
+        let mut writer =
+            ShardWriter::new(spec, num_shards, options.clone(), Arc::clone(&progress))?;
         // Capacity 1: one batch in flight and one waiting per shard bounds memory.
         let (tx, mut rx) = mpsc::channel::<Batch>(1);
         let rejects = Arc::clone(&rejects);
@@ -235,6 +259,7 @@ pub async fn index_inputs(
             num_shards,
             &reader_options,
             &reader_rejects,
+            &progress,
             &senders,
         )
     });
@@ -276,6 +301,7 @@ fn read_and_route(
     num_shards: u32,
     options: &IndexerOptions,
     rejects: &RejectLog,
+    progress: &Arc<Progress>,
     senders: &[mpsc::Sender<Batch>],
 ) -> ReadTotals {
     let mut totals = ReadTotals {
@@ -290,7 +316,8 @@ fn read_and_route(
     };
     for input in inputs {
         let name = Arc::clone(&input.name);
-        let mut reader = match LineReader::open(input.reader, options.max_line_bytes) {
+        let counted = progress.counting(input.reader);
+        let mut reader = match LineReader::open(counted, options.max_line_bytes) {
             Ok(reader) => reader,
             Err(e) => {
                 totals.errors.push(format!("{name}: {e}"));
@@ -318,8 +345,12 @@ fn read_and_route(
                 Ok((id, text)) => {
                     let shard = shard_for_id(&id, num_shards);
                     let batch = &mut batches[shard as usize];
-                    batch.bytes += text.len();
-                    batch.docs.push(text);
+                    let item = match options.mode {
+                        WriteMode::Upsert => text,
+                        WriteMode::Delete => id,
+                    };
+                    batch.bytes += item.len();
+                    batch.docs.push(item);
                     batch.origins.push((Arc::clone(&name), number));
                     if batch.docs.len() >= options.batch_docs || batch.bytes >= options.batch_bytes
                     {
@@ -377,9 +408,15 @@ mod tests {
             retries: 0,
             ..IndexerOptions::default()
         };
-        let summary = index_inputs(&topology, inputs, &options, Arc::new(RejectLog::new(None)))
-            .await
-            .unwrap();
+        let summary = index_inputs(
+            &topology,
+            inputs,
+            &options,
+            Arc::new(RejectLog::new(None)),
+            Arc::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(summary.input_errors.len(), 1, "{:?}", summary.input_errors);
         let from_second = summary.lines - 3;
         assert!(from_second > 0 && from_second < 20_000);

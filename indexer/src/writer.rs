@@ -1,17 +1,20 @@
 //! Writing one shard: every batch goes to every replica of the shard, with retries and backoff;
-//! a document counts as indexed only when all replicas acknowledged it and committed.
+//! a document counts as indexed only when all replicas acknowledged it. A leaf acknowledges a
+//! batch once it is in its write-ahead log, so an acknowledged document is durable; the commit
+//! at the end makes the run's documents searchable at once rather than at the next refresh.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use fanout_proto::pb::leaf_client::LeafClient;
-use fanout_proto::pb::{self, CommitRequest, IndexRequest};
+use fanout_proto::pb::{self, CommitRequest, DeleteRequest, IndexRequest};
 use fanout_proto::{ReplicaAddr, ShardId, ShardSpec};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 use crate::ndjson::LineError;
-use crate::run::{IndexerOptions, Reject, RejectLog};
+use crate::progress::Progress;
+use crate::run::{IndexerOptions, Reject, RejectLog, WriteMode};
 
 /// Largest gRPC message the indexer sends: must stay under the leaves' limit.
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -19,6 +22,7 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Documents bound for one shard, with the input lines they came from.
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// JSON documents, or ids in delete mode.
     pub docs: Vec<String>,
     pub origins: Vec<(Arc<str>, u64)>,
     pub bytes: usize,
@@ -39,6 +43,9 @@ struct ReplicaWriter {
     client: LeafClient<Channel>,
     /// Set once the replica failed after retries; it is not written to again in this run.
     failure: Option<String>,
+    /// Documents it acknowledged in this run. Batches go in order, so a replica that failed
+    /// holds a prefix of the run.
+    acked: u64,
 }
 
 /// Writes one shard's batches, in order, to all of its replicas.
@@ -47,7 +54,8 @@ pub struct ShardWriter {
     num_shards: u32,
     replicas: Vec<ReplicaWriter>,
     options: IndexerOptions,
-    /// Documents the replicas accepted in this run (not yet committed).
+    progress: Arc<Progress>,
+    /// Documents of this run the leaves accepted (every reject is a reject on all replicas).
     accepted: u64,
 }
 
@@ -55,7 +63,7 @@ pub struct ShardWriter {
 #[derive(Debug)]
 pub struct ShardReport {
     pub shard: ShardId,
-    /// Documents acknowledged and committed by every replica.
+    /// Documents acknowledged by every replica.
     pub docs_indexed: u64,
     pub failures: Vec<ReplicaFailure>,
 }
@@ -66,6 +74,7 @@ impl ShardWriter {
         spec: &ShardSpec,
         num_shards: u32,
         options: IndexerOptions,
+        progress: Arc<Progress>,
     ) -> Result<Self, tonic::transport::Error> {
         let replicas = spec
             .replicas
@@ -82,6 +91,7 @@ impl ShardWriter {
                     addr: addr.clone(),
                     client,
                     failure: None,
+                    acked: 0,
                 })
             })
             .collect::<Result<_, tonic::transport::Error>>()?;
@@ -90,39 +100,45 @@ impl ShardWriter {
             num_shards,
             replicas,
             options,
+            progress,
             accepted: 0,
         })
     }
 
     /// Sends a batch to every replica still taking writes and records rejected documents.
     pub async fn write(&mut self, batch: Batch, rejects: &RejectLog) {
-        let request = IndexRequest {
-            shard: self.shard,
-            num_shards: self.num_shards,
-            docs: batch
-                .docs
-                .into_iter()
-                .map(|json| pb::Document { json })
-                .collect(),
+        let n = batch.docs.len() as u64;
+        let request = match self.options.mode {
+            WriteMode::Upsert => Request::Index(IndexRequest {
+                shard: self.shard,
+                num_shards: self.num_shards,
+                docs: batch
+                    .docs
+                    .into_iter()
+                    .map(|json| pb::Document { json })
+                    .collect(),
+            }),
+            WriteMode::Delete => Request::Delete(DeleteRequest {
+                shard: self.shard,
+                num_shards: self.num_shards,
+                ids: batch.docs,
+            }),
         };
-        let n = request.docs.len() as u64;
         let options = &self.options;
+        let request = &request;
         let sends = self.replicas.iter_mut().map(|replica| {
-            let request = request.clone();
             async move {
                 if replica.failure.is_some() {
                     return None;
                 }
                 let client = replica.client.clone();
-                let result = with_retries(options, &replica.addr, "index", || {
-                    let mut client = client.clone();
-                    let mut request = tonic::Request::new(request.clone());
-                    request.set_timeout(options.request_timeout);
-                    async move { client.index(request).await }
+                let result = with_retries(options, &replica.addr, request.name(), || {
+                    let client = client.clone();
+                    request.send(client, options.request_timeout)
                 })
                 .await;
                 match result {
-                    Ok(response) => Some(response.into_inner()),
+                    Ok(response) => Some(response),
                     Err(reason) => {
                         tracing::warn!(replica = %replica.addr, %reason, "replica failed; no more writes to it");
                         replica.failure = Some(reason);
@@ -132,6 +148,7 @@ impl ShardWriter {
             }
         });
         let responses: Vec<Option<pb::IndexResponse>> = futures::future::join_all(sends).await;
+        let answered = responses.iter().flatten().count();
         // Replicas share the schema, so they reject the same documents; report them once.
         let mut rejected_positions = std::collections::BTreeMap::new();
         for response in responses.iter().flatten() {
@@ -150,7 +167,16 @@ impl ShardWriter {
                 });
             }
         }
-        self.accepted += n - rejected_positions.len() as u64;
+        let accepted = n - rejected_positions.len() as u64;
+        self.accepted += accepted;
+        for (replica, response) in self.replicas.iter_mut().zip(&responses) {
+            if response.is_some() {
+                replica.acked += accepted;
+            }
+        }
+        if answered > 0 && self.replicas.iter().all(|r| r.failure.is_none()) {
+            self.progress.add_docs(accepted);
+        }
     }
 
     /// Commits every replica still taking writes, and reports the shard.
@@ -174,7 +200,6 @@ impl ShardWriter {
                 }
             });
         futures::future::join_all(commits).await;
-        let all_ok = self.replicas.iter().all(|r| r.failure.is_none());
         let failures = self
             .replicas
             .iter()
@@ -183,17 +208,52 @@ impl ShardWriter {
                 Some(ReplicaFailure {
                     shard: self.shard,
                     replica: r.addr.clone(),
-                    // A replica that failed never committed, so it holds nothing of this run.
-                    docs_missed: self.accepted,
+                    docs_missed: self.accepted - r.acked,
                     reason,
                 })
             })
             .collect();
         ShardReport {
             shard: self.shard,
-            docs_indexed: if all_ok { self.accepted } else { 0 },
+            docs_indexed: self.replicas.iter().map(|r| r.acked).min().unwrap_or(0),
             failures,
         }
+    }
+}
+
+/// One batch's request: the same one goes to every replica, and again on a retry, which is
+/// safe because writes are upserts and deletes by id.
+enum Request {
+    Index(IndexRequest),
+    Delete(DeleteRequest),
+}
+
+impl Request {
+    fn name(&self) -> &'static str {
+        match self {
+            Request::Index(_) => "index",
+            Request::Delete(_) => "delete",
+        }
+    }
+
+    async fn send(
+        &self,
+        mut client: LeafClient<Channel>,
+        timeout: Duration,
+    ) -> Result<pb::IndexResponse, tonic::Status> {
+        let response = match self {
+            Request::Index(request) => {
+                let mut request = tonic::Request::new(request.clone());
+                request.set_timeout(timeout);
+                client.index(request).await?
+            }
+            Request::Delete(request) => {
+                let mut request = tonic::Request::new(request.clone());
+                request.set_timeout(timeout);
+                client.delete(request).await?
+            }
+        };
+        Ok(response.into_inner())
     }
 }
 

@@ -198,3 +198,94 @@ async fn a_replica_that_stays_down_is_named_with_exit_code_2() {
     );
     assert!(String::from_utf8_lossy(&output.stdout).contains("indexed 0 documents"));
 }
+
+fn run_indexer(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_fanout-indexer"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn num_docs(handle: &LeafHandle) -> u64 {
+    let mut client = LeafClient::connect(format!("http://{}", handle.addr))
+        .await
+        .unwrap();
+    client
+        .info(InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .num_docs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_by_id_and_plans_a_reshard_of_the_same_input() {
+    let leaves = [leaf(0).await, leaf(1).await];
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs.ndjson");
+    let ids: Vec<String> = (0..200).map(|i| format!("doc-{i}")).collect();
+    let lines: Vec<String> = ids
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "title": "to be deleted maybe"}).to_string())
+        .collect();
+    std::fs::write(&docs, lines.join("\n")).unwrap();
+    let doomed = dir.path().join("doomed.ndjson");
+    // Whole documents work as delete input: only the id is read.
+    std::fs::write(&doomed, lines[..60].join("\n")).unwrap();
+    let specs = [
+        "--shard".to_string(),
+        format!("0={}", leaves[0].addr),
+        "--shard".to_string(),
+        format!("1={}", leaves[1].addr),
+    ];
+    let with = |first: &[&str]| -> Vec<String> {
+        first
+            .iter()
+            .map(|s| s.to_string())
+            .chain(specs.iter().cloned())
+            .collect()
+    };
+    let args = with(&[&docs.display().to_string()]);
+    let (code, _, stderr) = run_indexer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, Some(0), "{stderr}");
+    let args = with(&[&doomed.display().to_string(), "--delete"]);
+    let (code, stdout, stderr) = run_indexer(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("deleted 60 documents from 60 lines"),
+        "{stdout}"
+    );
+    for (shard, handle) in leaves.iter().enumerate() {
+        let left = ids[60..]
+            .iter()
+            .filter(|id| shard_for_id(id, 2) == shard as u32)
+            .count() as u64;
+        assert_eq!(num_docs(handle).await, left, "shard {shard}");
+    }
+
+    let (code, stdout, stderr) = run_indexer(&[
+        "plan",
+        "--from",
+        "2",
+        "--to",
+        "3",
+        &docs.display().to_string(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let moving = ids.iter().filter(|id| shard_for_id(id, 3) == 2).count();
+    assert!(
+        stdout.starts_with(&format!(
+            "resharding 200 documents from 2 to 3 shards: {moving} move"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("-> shard 0") && !stdout.contains("-> shard 1"),
+        "{stdout}"
+    );
+}

@@ -176,6 +176,7 @@ impl LocalCluster {
             vec![input],
             &IndexerOptions::default(),
             rejects,
+            Arc::default(),
         )
         .await?;
         if !summary.is_complete() {

@@ -80,6 +80,7 @@ impl TestCluster {
                 ..IndexerOptions::default()
             },
             Arc::new(RejectLog::new(None)),
+            Arc::default(),
         )
         .await
         .unwrap();
