@@ -237,6 +237,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 http_listen: "127.0.0.1:0".into(),
                 program: sibling_binary("fanout-cluster")?,
                 root_args: args.root_arg.clone(),
+                leaf_args: Vec::new(),
             };
             let mut cluster = LocalCluster::start_leaves(&spec).await?;
             eprintln!(

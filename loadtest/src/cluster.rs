@@ -47,6 +47,8 @@ pub struct ClusterSpec {
     pub program: PathBuf,
     /// Extra flags for every root (e.g. timeouts).
     pub root_args: Vec<String>,
+    /// Extra flags for every leaf (e.g. the refresh interval).
+    pub leaf_args: Vec<String>,
 }
 
 /// One running process of the cluster.
@@ -77,6 +79,11 @@ impl Process {
             let _ = self.child.kill().await;
         }
     }
+
+    /// Kills the process at once (SIGKILL), as a crash would, and reaps it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
 }
 
 /// A running local cluster. Dropping it kills every process.
@@ -95,24 +102,7 @@ impl LocalCluster {
         let mut starts = Vec::new();
         for shard in 0..spec.shards {
             for replica in 0..spec.replicas {
-                let name = format!("leaf-{shard}-{replica}");
-                let data = spec
-                    .data_dir
-                    .join(format!("shard-{shard}"))
-                    .join(format!("replica-{replica}"));
-                let mut cmd = Command::new(&spec.program);
-                cmd.arg("leaf")
-                    .args([
-                        "--listen",
-                        "127.0.0.1:0",
-                        "--shard",
-                        &shard.to_string(),
-                        "--replica",
-                        &name,
-                    ])
-                    .arg("--data-dir")
-                    .arg(data);
-                starts.push(spawn_server(cmd, name, &spec.data_dir));
+                starts.push(start_leaf(spec, shard, replica, "127.0.0.1:0"));
             }
         }
         let mut started = futures::future::try_join_all(starts).await?.into_iter();
@@ -139,6 +129,32 @@ impl LocalCluster {
             topology,
             topology_file,
         })
+    }
+
+    /// Starts leaf `name` (`leaf-SHARD-REPLICA`) again after it died, on the same address and
+    /// data directory, and waits until it listens (its log replayed).
+    pub async fn restart_leaf(&mut self, spec: &ClusterSpec, name: &str) -> anyhow::Result<()> {
+        let (shard, replica) = name
+            .strip_prefix("leaf-")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(s, r)| Some((s.parse::<u32>().ok()?, r.parse::<u32>().ok()?)))
+            .with_context(|| format!("{name} is not a leaf's name"))?;
+        let slot = self
+            .leaves
+            .get_mut(shard as usize)
+            .and_then(|r| r.get_mut(replica as usize))
+            .with_context(|| format!("no {name} in this cluster"))?;
+        let addr = slot.addr.to_string();
+        *slot = start_leaf(spec, shard, replica, &addr).await?;
+        Ok(())
+    }
+
+    /// The process called `name`, to signal or kill.
+    pub fn process_mut(&mut self, name: &str) -> Option<&mut Process> {
+        self.root
+            .iter_mut()
+            .chain(self.leaves.iter_mut().flatten())
+            .find(|p| p.name == name)
     }
 
     /// Starts the root over the leaves and waits until it is ready.
@@ -208,10 +224,36 @@ impl LocalCluster {
     }
 }
 
+/// Starts one leaf process on `listen`.
+async fn start_leaf(
+    spec: &ClusterSpec,
+    shard: u32,
+    replica: u32,
+    listen: &str,
+) -> anyhow::Result<Process> {
+    let name = format!("leaf-{shard}-{replica}");
+    let data = spec
+        .data_dir
+        .join(format!("shard-{shard}"))
+        .join(format!("replica-{replica}"));
+    let mut cmd = Command::new(&spec.program);
+    cmd.arg("leaf")
+        .args(["--listen", listen, "--shard", &shard.to_string()])
+        .args(["--replica", &name])
+        .arg("--data-dir")
+        .arg(data)
+        .args(&spec.leaf_args);
+    spawn_server(cmd, name, &spec.data_dir).await
+}
+
 /// Spawns a server process and waits for its `listening on ADDR` line.
 async fn spawn_server(mut cmd: Command, name: String, data_dir: &Path) -> anyhow::Result<Process> {
     let log_path = data_dir.join("logs").join(format!("{name}.log"));
-    let log = std::fs::File::create(&log_path)
+    // Appended to, so that a restarted process's log follows its predecessor's.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
     cmd.stdout(Stdio::piped())
         .stderr(log)

@@ -93,6 +93,7 @@ async fn start(args: &UpArgs) -> anyhow::Result<LocalCluster> {
         http_listen: args.listen.clone(),
         program: std::env::current_exe()?,
         root_args: Vec::new(),
+        leaf_args: Vec::new(),
     };
     eprintln!(
         "starting {} shards x {} replicas in {}",

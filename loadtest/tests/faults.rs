@@ -51,6 +51,7 @@ async fn no_query_fails_while_one_replica_stalls_repeatedly_and_another_is_kille
         http_listen: "127.0.0.1:0".into(),
         program: env!("CARGO_BIN_EXE_fanout-cluster").into(),
         root_args: vec!["--default-timeout-ms".into(), deadline_ms.to_string()],
+        leaf_args: Vec::new(),
     };
     let mut cluster = LocalCluster::start_leaves(&spec).await.unwrap();
     cluster.index_corpus(&corpus).await.unwrap();
