@@ -243,3 +243,42 @@ fn deletions_check_ids_and_routing() {
         LeafError::WrongShard { .. }
     ));
 }
+
+#[test]
+fn an_id_sent_twice_before_a_commit_is_one_document() {
+    let index = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
+    index
+        .index_batch(
+            0,
+            0,
+            &[
+                r#"{"id": "a", "title": "first"}"#,
+                r#"{"id": "a", "title": "second"}"#,
+            ],
+        )
+        .unwrap();
+    index
+        .index_batch(
+            0,
+            0,
+            &[r#"{"id": "a", "title": "third"}"#, r#"{"id": "b"}"#],
+        )
+        .unwrap();
+    index.commit().unwrap();
+    assert_eq!(index.num_docs(), 2);
+    assert_eq!(index.search("title:third", 0, 10).unwrap().total_hits, 1);
+    assert_eq!(
+        index
+            .search("title:first title:second", 0, 10)
+            .unwrap()
+            .total_hits,
+        0
+    );
+    // And after the commit, against the committed segments.
+    index
+        .index_batch(0, 0, &[r#"{"id": "b", "title": "fourth"}"#])
+        .unwrap();
+    index.commit().unwrap();
+    assert_eq!(index.num_docs(), 2);
+    assert_eq!(index.search("title:fourth", 0, 10).unwrap().hits[0].id, "b");
+}

@@ -31,6 +31,32 @@ pub enum Command {
     /// Simulate the root's latency at 10 to 1,000 leaves from a leaf latency distribution, with
     /// and without hedging.
     Sim(SimArgs),
+    /// Time a corpus through the indexer into a local cluster against tantivy alone indexing
+    /// it in this process, in turns.
+    IndexBench(IndexBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IndexBenchArgs {
+    /// The NDJSON corpus (plain or gzip); default: the bundled demo corpus.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+    /// Runs of each, alternating.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// Indexing threads of tantivy alone (default: the number of CPUs).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// An extra flag for every leaf, e.g. `--leaf-arg=--refresh-interval=10s`; repeatable.
+    #[arg(long, allow_hyphen_values = true)]
+    pub leaf_arg: Vec<String>,
+    /// Write the runs and medians as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -150,7 +176,52 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => run(*args).await,
         Command::Sim(args) => sim(args),
+        Command::IndexBench(args) => index_bench(args).await,
     }
+}
+
+async fn index_bench(args: IndexBenchArgs) -> anyhow::Result<()> {
+    let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let scratch = tempfile::tempdir()?;
+    let spec = ClusterSpec {
+        shards: args.shards,
+        replicas: args.replicas,
+        data_dir: scratch.path().to_path_buf(),
+        http_listen: "127.0.0.1:0".into(),
+        program: sibling_binary("fanout-cluster")?,
+        root_args: Vec::new(),
+        leaf_args: args.leaf_arg.clone(),
+    };
+    let runs =
+        crate::ingest::compare(&spec, &corpus, args.runs.max(1), threads, scratch.path()).await?;
+    let cluster = crate::ingest::median_rate(&runs, "cluster").unwrap_or(0.0);
+    let direct = crate::ingest::median_rate(&runs, "tantivy").unwrap_or(0.0);
+    let ratio = cluster / direct.max(f64::MIN_POSITIVE);
+    println!(
+        "median: cluster {}x{} {cluster:.0} docs/s, tantivy alone ({threads} threads) {direct:.0} docs/s: {:.1}% of tantivy alone",
+        args.shards,
+        args.replicas,
+        100.0 * ratio
+    );
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({
+            "corpus": corpus.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "shards": args.shards,
+            "replicas": args.replicas,
+            "leaf_args": args.leaf_arg,
+            "direct_threads": threads,
+            "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+            "runs": runs,
+            "median_cluster_docs_per_sec": cluster,
+            "median_direct_docs_per_sec": direct,
+            "ratio": ratio,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")?;
+    }
+    Ok(())
 }
 
 fn sim(args: SimArgs) -> anyhow::Result<()> {

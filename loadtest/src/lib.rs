@@ -9,6 +9,7 @@
 //! - [`sim`]: the root's latency at 10 to 1,000 leaves, simulated from a leaf distribution.
 //! - [`faults`]: pausing (SIGSTOP/SIGCONT) and killing processes on a schedule.
 //! - [`direct`]: the in-process baseline index and the query file reader.
+//! - [`ingest`]: the indexing benchmark, cluster against tantivy alone.
 //! - [`cluster`]: a local cluster of real leaf and root processes, for demos, tests and faults.
 //! - [`demo`]: the `fanout-cluster` command: the quick start's one-command cluster.
 //! - [`cli`]: the `fanout-loadtest` command line.
@@ -18,6 +19,7 @@ pub mod cluster;
 pub mod demo;
 pub mod direct;
 pub mod faults;
+pub mod ingest;
 pub mod load;
 pub mod report;
 pub mod schedule;

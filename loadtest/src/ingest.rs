@@ -1,0 +1,225 @@
+//! The indexing benchmark: a corpus through the indexer into a local cluster of leaf processes,
+//! against tantivy alone indexing the same documents into one index in this process, in turns
+//! on the same machine, so that the cluster's throughput is a ratio to a baseline measured in
+//! the same run.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use fanout_indexer::ndjson::{Line, LineReader};
+use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog};
+use fanout_leaf::SchemaConfig;
+use serde::Serialize;
+use tantivy::{Index, TantivyDocument};
+
+use crate::cluster::{ClusterSpec, LocalCluster};
+
+/// One timed import.
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestRun {
+    pub target: String,
+    pub docs: u64,
+    pub seconds: f64,
+    pub docs_per_sec: f64,
+    pub mb_per_sec: f64,
+    /// CPU seconds (user + system) of this process (the indexer, or tantivy alone) and of the
+    /// leaf processes, over the run.
+    pub cpu_self: f64,
+    pub cpu_leaves: f64,
+}
+
+/// CPU seconds used so far by this process and by its reaped children.
+fn cpu_seconds() -> (f64, f64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let secs = |who| {
+        getrusage(who).map_or(0.0, |u| {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        })
+    };
+    (secs(UsageWho::RUSAGE_SELF), secs(UsageWho::RUSAGE_CHILDREN))
+}
+
+/// Imports `corpus` into a fresh local cluster of `spec`'s shape with the indexer's code, and
+/// times it from the first byte read to the last replica's commit.
+pub async fn cluster_run(spec: &ClusterSpec, corpus: &Path) -> anyhow::Result<IngestRun> {
+    let cluster = LocalCluster::start_leaves(spec).await?;
+    let bytes = std::fs::metadata(corpus)?.len();
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let summary = index_inputs(
+        &cluster.topology,
+        vec![Input::open(corpus)?],
+        &IndexerOptions::default(),
+        Arc::new(RejectLog::new(None)),
+        Arc::default(),
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        summary.is_complete(),
+        "the import failed: {:?} {:?}",
+        summary.replica_failures,
+        summary.input_errors
+    );
+    let cpu_self = cpu_seconds().0 - cpu_before.0;
+    // Children count once reaped; the leaves' start-up and shutdown are in it too, which
+    // are small next to an import.
+    cluster.stop().await;
+    let cpu_leaves = cpu_seconds().1 - cpu_before.1;
+    let mut run = run(
+        format!("cluster {}x{}", spec.shards, spec.replicas),
+        summary.docs_indexed,
+        bytes,
+        elapsed,
+    );
+    (run.cpu_self, run.cpu_leaves) = (cpu_self, cpu_leaves);
+    Ok(run)
+}
+
+/// Indexes `corpus` with tantivy alone into a fresh on-disk index in `dir`, with the leaves'
+/// schema and `threads` indexing threads, and times it from the first byte read to the commit.
+pub fn direct_run(dir: &Path, corpus: &Path, threads: usize) -> anyhow::Result<IngestRun> {
+    let schema = SchemaConfig::default().build();
+    let bytes = std::fs::metadata(corpus)?.len();
+    let cpu_before = cpu_seconds().0;
+    let started = Instant::now();
+    let index = Index::create_in_dir(dir, schema.clone())?;
+    let mut writer = index.writer_with_num_threads(threads, threads * (64 << 20))?;
+    let file =
+        std::fs::File::open(corpus).with_context(|| format!("cannot open {}", corpus.display()))?;
+    let mut reader = LineReader::open(Box::new(file), 10 << 20)?;
+    let mut docs = 0;
+    while let Some((_, line)) = reader.next_line()? {
+        let Line::Text(text) = line else { continue };
+        // Documents the schema refuses are skipped here as the leaves reject them.
+        if let Ok(doc) = TantivyDocument::parse_json(&schema, &text) {
+            writer.add_document(doc)?;
+            docs += 1;
+        }
+    }
+    writer.commit()?;
+    writer.wait_merging_threads()?;
+    let mut run = run(
+        format!("tantivy alone, {threads} threads"),
+        docs,
+        bytes,
+        started.elapsed(),
+    );
+    run.cpu_self = cpu_seconds().0 - cpu_before;
+    Ok(run)
+}
+
+fn run(target: String, docs: u64, bytes: u64, elapsed: Duration) -> IngestRun {
+    let secs = elapsed.as_secs_f64();
+    IngestRun {
+        target,
+        docs,
+        seconds: secs,
+        docs_per_sec: docs as f64 / secs,
+        mb_per_sec: bytes as f64 / 1e6 / secs,
+        cpu_self: 0.0,
+        cpu_leaves: 0.0,
+    }
+}
+
+/// The median docs/s of the runs whose target starts with `prefix`.
+pub fn median_rate(runs: &[IngestRun], prefix: &str) -> Option<f64> {
+    let mut rates: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.target.starts_with(prefix))
+        .map(|r| r.docs_per_sec)
+        .collect();
+    if rates.is_empty() {
+        return None;
+    }
+    rates.sort_by(f64::total_cmp);
+    let mid = rates.len() / 2;
+    Some(if rates.len() % 2 == 1 {
+        rates[mid]
+    } else {
+        (rates[mid - 1] + rates[mid]) / 2.0
+    })
+}
+
+/// Runs the cluster and direct imports in turns, `runs` times each, in fresh directories under
+/// `scratch`.
+pub async fn compare(
+    spec: &ClusterSpec,
+    corpus: &Path,
+    runs: usize,
+    threads: usize,
+    scratch: &Path,
+) -> anyhow::Result<Vec<IngestRun>> {
+    let mut results = Vec::new();
+    for i in 0..runs {
+        let mut spec = spec.clone();
+        spec.data_dir = scratch.join(format!("cluster-{i}"));
+        let cluster = cluster_run(&spec, corpus).await?;
+        eprintln!("{}", line(&cluster));
+        results.push(cluster);
+        let dir: PathBuf = scratch.join(format!("direct-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let corpus = corpus.to_path_buf();
+        let direct =
+            tokio::task::spawn_blocking(move || direct_run(&dir, &corpus, threads)).await??;
+        eprintln!("{}", line(&direct));
+        results.push(direct);
+    }
+    Ok(results)
+}
+
+/// One run as a line of the report.
+pub fn line(r: &IngestRun) -> String {
+    format!(
+        "{:<26} {:>8} docs in {:>6.2} s: {:>8.0} docs/s, {:>6.1} MB/s; CPU s: {:.1} here, {:.1} leaves",
+        r.target, r.docs, r.seconds, r.docs_per_sec, r.mb_per_sec, r.cpu_self, r.cpu_leaves
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_by_target() {
+        let r = |target: &str, rate: f64| IngestRun {
+            target: target.into(),
+            docs: 1,
+            seconds: 1.0,
+            docs_per_sec: rate,
+            mb_per_sec: 0.0,
+            cpu_self: 0.0,
+            cpu_leaves: 0.0,
+        };
+        let runs = [
+            r("cluster 2x2", 30.0),
+            r("tantivy alone", 100.0),
+            r("cluster 2x2", 10.0),
+            r("cluster 2x2", 20.0),
+            r("tantivy alone", 50.0),
+        ];
+        assert_eq!(median_rate(&runs, "cluster"), Some(20.0));
+        assert_eq!(median_rate(&runs, "tantivy"), Some(75.0));
+        assert_eq!(median_rate(&runs, "nothing"), None);
+    }
+
+    #[test]
+    fn tantivy_alone_indexes_what_the_schema_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("c.ndjson");
+        std::fs::write(
+            &corpus,
+            "{\"id\": \"a\", \"title\": \"x\"}\n{\"id\": \"b\", \"date\": \"never\"}\n\n{\"id\": \"c\"}\n",
+        )
+        .unwrap();
+        let index_dir = dir.path().join("index");
+        std::fs::create_dir_all(&index_dir).unwrap();
+        let run = direct_run(&index_dir, &corpus, 1).unwrap();
+        assert_eq!(run.docs, 2);
+        let index = Index::open_in_dir(&index_dir).unwrap();
+        assert_eq!(index.reader().unwrap().searcher().num_docs(), 2);
+    }
+}
