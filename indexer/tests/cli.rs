@@ -120,8 +120,7 @@ async fn reports_bad_lines_by_number_and_indexes_the_rest_on_every_replica() {
             .search(SearchRequest {
                 query: "common".into(),
                 size: 1000,
-                from: 0,
-                timeout_ms: 0,
+                ..Default::default()
             })
             .await
             .unwrap()

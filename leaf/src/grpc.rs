@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 
 use crate::index::BatchOutcome;
 use crate::service::LeafService;
+use crate::stats::CorpusStats;
 
 /// [`LeafService`] as a tonic service.
 pub struct GrpcLeaf(pub LeafService);
@@ -16,9 +17,10 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let req = request.into_inner();
+        let global = req.global_stats.map(corpus_stats_from_pb);
         let found = self
             .0
-            .search(req.query, req.from as usize, req.size as usize)
+            .search(req.query, req.from as usize, req.size as usize, global)
             .await?;
         let hits = found
             .hits
@@ -57,6 +59,19 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
         Ok(Response::new(index_response(outcome)))
     }
 
+    async fn stats(
+        &self,
+        request: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let (generation, stats) = self.0.stats(request.into_inner().query).await?;
+        Ok(Response::new(pb::StatsResponse {
+            shard: self.0.shard(),
+            replica: self.0.replica().to_string(),
+            generation,
+            stats: Some(corpus_stats_to_pb(&stats)),
+        }))
+    }
+
     async fn commit(
         &self,
         _request: Request<pb::CommitRequest>,
@@ -85,6 +100,50 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
             replayed_records: info.replayed_records,
             uncommitted_batches: info.uncommitted_batches,
         }))
+    }
+}
+
+/// Statistics off the wire.
+pub fn corpus_stats_from_pb(stats: pb::CorpusStats) -> CorpusStats {
+    CorpusStats {
+        num_docs: stats.num_docs,
+        fields: stats
+            .fields
+            .into_iter()
+            .map(|f| (f.field, f.total_tokens))
+            .collect(),
+        terms: stats
+            .terms
+            .into_iter()
+            .map(|t| (t.term, t.doc_freq))
+            .collect(),
+    }
+}
+
+/// Statistics for the wire, in a stable order (fields and terms sorted).
+pub fn corpus_stats_to_pb(stats: &CorpusStats) -> pb::CorpusStats {
+    let mut fields: Vec<pb::FieldStat> = stats
+        .fields
+        .iter()
+        .map(|(field, &total_tokens)| pb::FieldStat {
+            field: field.clone(),
+            total_tokens,
+        })
+        .collect();
+    fields.sort_by(|a, b| a.field.cmp(&b.field));
+    let mut terms: Vec<pb::TermStat> = stats
+        .terms
+        .iter()
+        .map(|(term, &doc_freq)| pb::TermStat {
+            term: term.clone(),
+            doc_freq,
+        })
+        .collect();
+    terms.sort_by(|a, b| a.term.cmp(&b.term));
+    pb::CorpusStats {
+        num_docs: stats.num_docs,
+        fields,
+        terms,
     }
 }
 

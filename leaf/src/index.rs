@@ -16,6 +16,7 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDo
 
 use crate::error::LeafError;
 use crate::schema::SchemaConfig;
+use crate::stats::{shard_stats, CorpusStats, SuppliedStats};
 use crate::wal::{Entry, OpKind, Wal};
 
 /// The key in a tantivy commit's payload that records the last write-ahead log record the
@@ -376,24 +377,38 @@ impl ShardIndex {
     }
 
     /// Runs a query: the `size` best hits after skipping `from`, and the number of matches.
-    pub fn search(&self, query: &str, from: usize, size: usize) -> Result<LeafHits, LeafError> {
+    /// With `stats`, scores with those (the cluster's) statistics instead of the shard's own.
+    pub fn search(
+        &self,
+        query: &str,
+        from: usize,
+        size: usize,
+        stats: Option<&CorpusStats>,
+    ) -> Result<LeafHits, LeafError> {
         if from.saturating_add(size) > MAX_WINDOW {
             return Err(LeafError::InvalidArgument(format!(
                 "from + size must be at most {MAX_WINDOW}, got {}",
                 from.saturating_add(size)
             )));
         }
-        let query = self
-            .query_parser
-            .parse_query(query)
-            .map_err(|e| LeafError::InvalidQuery(e.to_string()))?;
+        let query = self.parse_query(query)?;
         let generation = self.generation();
         let searcher = self.reader.searcher();
         let (top, total_hits) = if size == 0 {
             (Vec::new(), searcher.search(&query, &Count)?)
         } else {
             let top = TopDocs::with_limit(size).and_offset(from).order_by_score();
-            searcher.search(&query, &(top, Count))?
+            match stats {
+                None => searcher.search(&query, &(top, Count))?,
+                Some(supplied) => {
+                    let provider = SuppliedStats {
+                        supplied,
+                        schema: &self.schema,
+                        local: &searcher,
+                    };
+                    searcher.search_with_statistics_provider(&query, &(top, Count), &provider)?
+                }
+            }
         };
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
@@ -414,6 +429,21 @@ impl ShardIndex {
             hits,
             generation,
         })
+    }
+
+    /// This shard's BM25 statistics for the terms `query` scores, and the generation they are
+    /// from.
+    pub fn stats(&self, query: &str) -> Result<(u64, CorpusStats), LeafError> {
+        let query = self.parse_query(query)?;
+        let generation = self.generation();
+        let searcher = self.reader.searcher();
+        Ok((generation, shard_stats(&searcher, &self.schema, &*query)?))
+    }
+
+    fn parse_query(&self, query: &str) -> Result<Box<dyn tantivy::query::Query>, LeafError> {
+        self.query_parser
+            .parse_query(query)
+            .map_err(|e| LeafError::InvalidQuery(e.to_string()))
     }
 
     /// A stored document as a JSON object, written directly from the stored values: one value

@@ -20,7 +20,7 @@ fn finds_what_was_indexed_with_stored_fields() {
         r#"{"id": "b", "title": "blue whale", "body": "the largest animal"}"#,
         r#"{"id": "c", "title": "red panda", "body": "red fur", "date": "2024-01-02T03:04:05Z"}"#,
     ]);
-    let found = index.search("red", 0, 10).unwrap();
+    let found = index.search("red", 0, 10, None).unwrap();
     assert_eq!(found.total_hits, 2);
     let ids: Vec<_> = found.hits.iter().map(|h| h.id.as_str()).collect();
     assert_eq!(ids, ["c", "a"], "c mentions red twice");
@@ -31,23 +31,33 @@ fn finds_what_was_indexed_with_stored_fields() {
         "absent fields are left out"
     );
     let multi = index_with(&[r#"{"id": "m", "title": "duo", "author": ["ann", "bob"]}"#]);
-    let hit = &multi.search("duo", 0, 1).unwrap().hits[0];
+    let hit = &multi.search("duo", 0, 1, None).unwrap().hits[0];
     assert_eq!(
         fields(hit)["author"],
         serde_json::json!(["ann", "bob"]),
         "several values: an array"
     );
     assert_eq!(fields(hit)["id"], "m");
-    assert_eq!(index.search("+red -panda", 0, 10).unwrap().hits[0].id, "a");
     assert_eq!(
-        index.search("\"largest animal\"", 0, 10).unwrap().hits[0].id,
+        index.search("+red -panda", 0, 10, None).unwrap().hits[0].id,
+        "a"
+    );
+    assert_eq!(
+        index
+            .search("\"largest animal\"", 0, 10, None)
+            .unwrap()
+            .hits[0]
+            .id,
         "b"
     );
-    assert_eq!(index.search("title:whale", 0, 10).unwrap().total_hits, 1);
-    let second = index.search("red", 1, 10).unwrap();
+    assert_eq!(
+        index.search("title:whale", 0, 10, None).unwrap().total_hits,
+        1
+    );
+    let second = index.search("red", 1, 10, None).unwrap();
     assert_eq!(second.hits.len(), 1);
     assert_eq!(second.total_hits, 2);
-    assert_eq!(index.search("red", 0, 0).unwrap().total_hits, 2);
+    assert_eq!(index.search("red", 0, 0, None).unwrap().total_hits, 2);
 }
 
 #[test]
@@ -58,8 +68,8 @@ fn reindexing_an_id_replaces_the_document() {
         .unwrap();
     index.commit().unwrap();
     assert_eq!(index.num_docs(), 1);
-    assert_eq!(index.search("old", 0, 10).unwrap().total_hits, 0);
-    assert_eq!(index.search("new", 0, 10).unwrap().total_hits, 1);
+    assert_eq!(index.search("old", 0, 10, None).unwrap().total_hits, 0);
+    assert_eq!(index.search("new", 0, 10, None).unwrap().total_hits, 1);
 }
 
 #[test]
@@ -93,7 +103,7 @@ fn bad_documents_are_rejected_one_by_one() {
         outcome.rejected
     );
     index.commit().unwrap();
-    assert_eq!(index.search("id:42", 0, 1).unwrap().hits[0].id, "42");
+    assert_eq!(index.search("id:42", 0, 1, None).unwrap().hits[0].id, "42");
 }
 
 #[test]
@@ -127,11 +137,11 @@ fn refuses_documents_routed_to_the_wrong_shard() {
 #[test]
 fn bad_queries_and_windows_are_invalid_arguments() {
     let index = index_with(&[r#"{"id": "a", "title": "x"}"#]);
-    let err = index.search("title:(", 0, 10).unwrap_err();
+    let err = index.search("title:(", 0, 10, None).unwrap_err();
     assert!(matches!(err, LeafError::InvalidQuery(_)), "{err}");
-    let err = index.search("nosuchfield:x", 0, 10).unwrap_err();
+    let err = index.search("nosuchfield:x", 0, 10, None).unwrap_err();
     assert!(matches!(err, LeafError::InvalidQuery(_)), "{err}");
-    let err = index.search("x", MAX_WINDOW, 1).unwrap_err();
+    let err = index.search("x", MAX_WINDOW, 1, None).unwrap_err();
     assert!(matches!(err, LeafError::InvalidArgument(_)), "{err}");
 }
 
@@ -150,7 +160,7 @@ fn generation_survives_reopening() {
     assert!(generation > 0);
     let index = ShardIndex::open_or_create(dir.path(), 0, SchemaConfig::default(), &opts).unwrap();
     assert_eq!(index.generation(), generation);
-    assert_eq!(index.search("kept", 0, 10).unwrap().total_hits, 1);
+    assert_eq!(index.search("kept", 0, 10, None).unwrap().total_hits, 1);
     let mut other = SchemaConfig::default();
     other.fields.pop();
     drop(index);
@@ -202,10 +212,13 @@ fn acknowledged_writes_survive_a_crash_before_any_commit() {
         "the replay was committed"
     );
     assert_eq!(index.num_docs(), 2);
-    assert_eq!(index.search("logged", 0, 10).unwrap().hits[0].id, "b");
-    assert_eq!(index.search("deleted", 0, 10).unwrap().total_hits, 0);
-    assert_eq!(index.search("committed", 0, 10).unwrap().total_hits, 0);
-    assert_eq!(index.search("replaced", 0, 10).unwrap().total_hits, 1);
+    assert_eq!(index.search("logged", 0, 10, None).unwrap().hits[0].id, "b");
+    assert_eq!(index.search("deleted", 0, 10, None).unwrap().total_hits, 0);
+    assert_eq!(
+        index.search("committed", 0, 10, None).unwrap().total_hits,
+        0
+    );
+    assert_eq!(index.search("replaced", 0, 10, None).unwrap().total_hits, 1);
     assert_eq!(index.uncommitted(), Uncommitted::default());
     drop(index);
     let index = open();
@@ -266,10 +279,13 @@ fn an_id_sent_twice_before_a_commit_is_one_document() {
         .unwrap();
     index.commit().unwrap();
     assert_eq!(index.num_docs(), 2);
-    assert_eq!(index.search("title:third", 0, 10).unwrap().total_hits, 1);
+    assert_eq!(
+        index.search("title:third", 0, 10, None).unwrap().total_hits,
+        1
+    );
     assert_eq!(
         index
-            .search("title:first title:second", 0, 10)
+            .search("title:first title:second", 0, 10, None)
             .unwrap()
             .total_hits,
         0
@@ -280,5 +296,8 @@ fn an_id_sent_twice_before_a_commit_is_one_document() {
         .unwrap();
     index.commit().unwrap();
     assert_eq!(index.num_docs(), 2);
-    assert_eq!(index.search("title:fourth", 0, 10).unwrap().hits[0].id, "b");
+    assert_eq!(
+        index.search("title:fourth", 0, 10, None).unwrap().hits[0].id,
+        "b"
+    );
 }

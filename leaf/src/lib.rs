@@ -3,6 +3,7 @@
 //!
 //! - [`schema`]: the schema file and the tantivy schema built from it.
 //! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
+//! - [`stats`]: BM25 statistics summed over shards, so that every shard scores as one index.
 //! - [`service`]: the leaf as a plain async API; runs index work off the async runtime.
 //! - [`wal`]: the write-ahead log that makes an acknowledged batch durable before a commit.
 //! - [`refresh`]: when a leaf commits, so that writes become searchable.
@@ -19,6 +20,7 @@ pub mod refresh;
 pub mod schema;
 pub mod server;
 pub mod service;
+pub mod stats;
 pub mod wal;
 
 pub use error::LeafError;

@@ -18,6 +18,7 @@ use fanout_proto::ShardId;
 use crate::error::LeafError;
 use crate::index::{BatchOutcome, LeafHits, ShardIndex};
 use crate::refresh::RefreshPolicy;
+use crate::stats::CorpusStats;
 
 /// One replica of one shard, ready to serve.
 #[derive(Clone)]
@@ -126,12 +127,14 @@ impl LeafService {
         self.index.shard()
     }
 
-    /// Runs a query on the blocking pool, unless the caller gives up before it starts.
+    /// Runs a query on the blocking pool, unless the caller gives up before it starts. With
+    /// `global`, scores with those statistics (the cluster's) instead of the shard's own.
     pub async fn search(
         &self,
         query: String,
         from: usize,
         size: usize,
+        global: Option<CorpusStats>,
     ) -> Result<LeafHits, LeafError> {
         let claimed = Arc::new(AtomicBool::new(false));
         let mut pending = Pending {
@@ -154,11 +157,16 @@ impl LeafService {
                     return Err(LeafError::Cancelled);
                 }
                 stats.run.fetch_add(1, Ordering::Relaxed);
-                index.search(&query, from, size)
+                index.search(&query, from, size, global.as_ref())
             })
             .await;
         drop(pending);
         result
+    }
+
+    /// The shard's BM25 statistics for a query's terms, and their generation.
+    pub async fn stats(&self, query: String) -> Result<(u64, CorpusStats), LeafError> {
+        self.blocking(move |index| index.stats(&query)).await
     }
 
     /// Indexes a batch on the blocking pool.
@@ -256,7 +264,7 @@ mod tests {
     async fn a_search_cancelled_while_waiting_for_a_slot_never_runs() {
         let leaf = leaf(1);
         let busy = Arc::clone(&leaf.search_slots).try_acquire_owned().unwrap();
-        let mut waiting = Box::pin(leaf.search("apple".into(), 0, 10));
+        let mut waiting = Box::pin(leaf.search("apple".into(), 0, 10, None));
         assert!(
             futures_poll_once(waiting.as_mut()).await.is_none(),
             "no free slot"
@@ -267,7 +275,7 @@ mod tests {
             (leaf.search_stats().run(), leaf.search_stats().skipped()),
             (0, 1)
         );
-        let found = leaf.search("apple".into(), 0, 10).await.unwrap();
+        let found = leaf.search("apple".into(), 0, 10, None).await.unwrap();
         assert_eq!(found.total_hits, 1);
         assert_eq!(
             (leaf.search_stats().run(), leaf.search_stats().skipped()),

@@ -71,7 +71,8 @@ impl Target {
             }
             Target::Direct(index) => {
                 let (index, query) = (Arc::clone(index), query.to_string());
-                match tokio::task::spawn_blocking(move || index.search(&query, 0, size)).await {
+                match tokio::task::spawn_blocking(move || index.search(&query, 0, size, None)).await
+                {
                     Ok(Ok(_)) => Ok(Answer {
                         leaf_requests: 1,
                         shards: 1,

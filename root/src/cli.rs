@@ -13,6 +13,7 @@ use crate::cluster::Cluster;
 use crate::config::RootConfig;
 use crate::hedge::HedgePolicy;
 use crate::replica::ReplicaPolicy;
+use crate::stats::StatsMode;
 
 /// Serves the fanout HTTP search API over a cluster of leaves.
 #[derive(Debug, Clone, Parser)]
@@ -37,6 +38,11 @@ pub struct Args {
     /// How often replicas' health is probed, in milliseconds.
     #[arg(long, env = "FANOUT_ROOT_PROBE_INTERVAL_MS", default_value_t = 1_000)]
     pub probe_interval_ms: u64,
+    /// BM25 statistics: `global` scores every shard with the cluster's (a split index ranks as
+    /// one index would; a cold query costs one statistics round trip), `shard` with each
+    /// shard's own. A request can also say `stats=shard` or `stats=global`.
+    #[arg(long, env = "FANOUT_ROOT_STATS", default_value = "global", value_parser = ["global", "shard"])]
+    pub stats: String,
     /// Hedging: `on` or `off` for every request (a request can also say `hedge=false`).
     #[arg(long, env = "FANOUT_ROOT_HEDGE", default_value = "on", value_parser = ["on", "off"])]
     pub hedge: String,
@@ -83,6 +89,11 @@ impl Args {
             default_timeout: Duration::from_millis(self.default_timeout_ms.max(1)),
             max_timeout: Duration::from_millis(self.max_timeout_ms.max(self.default_timeout_ms)),
             probe_interval: Duration::from_millis(self.probe_interval_ms.max(10)),
+            stats: if self.stats == "shard" {
+                StatsMode::Shard
+            } else {
+                StatsMode::Global
+            },
             hedge: HedgePolicy {
                 enabled: self.hedge == "on",
                 percentile: self.hedge_percentile.clamp(0.0, 1.0),

@@ -65,6 +65,13 @@ pub trait LeafClient: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<pb::SearchResponse, ShardError>>;
 
+    /// Asks for the shard's BM25 statistics of a query's terms, giving up after `timeout`.
+    fn stats(
+        &self,
+        request: pb::StatsRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::StatsResponse, ShardError>>;
+
     /// Whether the replica says it is serving, within `timeout`.
     fn check_health(&self, timeout: Duration) -> BoxFuture<'static, bool>;
 }
@@ -110,6 +117,23 @@ impl LeafClient for GrpcLeafClient {
             request.set_timeout(timeout);
             let call = leaf.search(request);
             match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(response)) => Ok(response.into_inner()),
+                Ok(Err(status)) => Err(ShardError::from_status(&status)),
+                Err(_) => Err(ShardError::Timeout),
+            }
+        })
+    }
+
+    fn stats(
+        &self,
+        request: pb::StatsRequest,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<pb::StatsResponse, ShardError>> {
+        let mut leaf = self.leaf.clone();
+        Box::pin(async move {
+            let mut request = tonic::Request::new(request);
+            request.set_timeout(timeout);
+            match tokio::time::timeout(timeout, leaf.stats(request)).await {
                 Ok(Ok(response)) => Ok(response.into_inner()),
                 Ok(Err(status)) => Err(ShardError::from_status(&status)),
                 Err(_) => Err(ShardError::Timeout),

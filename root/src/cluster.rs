@@ -12,6 +12,7 @@ use crate::config::RootConfig;
 use crate::hedge::{HedgeBudget, HedgePolicy, LatencyWindow};
 use crate::replica::{FailureEffect, ReplicaPolicy, ReplicaState};
 use crate::scatter::ShardMetrics;
+use crate::stats::StatsCache;
 
 /// One replica of a shard.
 pub struct Replica {
@@ -109,6 +110,8 @@ impl ReplicaSet {
 /// Every shard's replica set, indexed by shard id.
 pub struct Cluster {
     shards: Vec<ReplicaSet>,
+    /// The shards' BM25 statistics, summed for searches.
+    pub stats: StatsCache,
     /// Searches answered with a shard missing.
     pub partial_responses: metrics::Counter,
     /// Time from a search's arrival to its answer.
@@ -125,6 +128,7 @@ impl Cluster {
             );
         }
         Self {
+            stats: StatsCache::new(shards.len()),
             shards,
             partial_responses: metrics::counter!("fanout_root_partial_responses_total"),
             search_seconds: metrics::histogram!("fanout_root_search_seconds"),

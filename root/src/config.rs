@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::hedge::HedgePolicy;
 use crate::replica::ReplicaPolicy;
+use crate::stats::StatsMode;
 
 /// How a root serves searches.
 #[derive(Clone, Debug)]
@@ -27,6 +28,8 @@ pub struct RootConfig {
     pub hedge: HedgePolicy,
     /// How replicas' latency is tracked and when a failing replica is ejected.
     pub replica: ReplicaPolicy,
+    /// Which BM25 statistics searches score with unless they say. Default: the cluster's.
+    pub stats: StatsMode,
 }
 
 impl Default for RootConfig {
@@ -41,6 +44,7 @@ impl Default for RootConfig {
             probe_timeout: Duration::from_millis(500),
             hedge: HedgePolicy::default(),
             replica: ReplicaPolicy::default(),
+            stats: StatsMode::Global,
         }
     }
 }

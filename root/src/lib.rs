@@ -7,6 +7,7 @@
 //! - [`choose`]: power of two choices over replicas' load scores.
 //! - [`hedge`]: the hedge delay (a recent latency percentile) and the hedge budget.
 //! - [`replica`]: one replica's in-flight count, peak-EWMA latency and ejection state.
+//! - [`stats`]: cluster-wide BM25 statistics, cached per shard and term, so shards score as one index.
 //! - [`merge`]: the pure merge of partial top-k lists and the documented rank order.
 //! - [`cluster`]: each shard's replica set and what the root knows of each replica.
 //! - [`client`]: the [`client::LeafClient`] trait, its gRPC implementation, the per-shard error.
@@ -30,6 +31,7 @@ pub mod replica;
 pub mod scatter;
 pub mod search;
 pub mod server;
+pub mod stats;
 #[cfg(test)]
 mod testing;
 

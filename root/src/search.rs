@@ -13,6 +13,7 @@ use crate::config::RootConfig;
 use crate::error::ApiError;
 use crate::merge::{merge_top_k, ShardHit};
 use crate::scatter::{scatter, AttemptKind, AttemptOutcome, AttemptReport, ScatterOptions};
+use crate::stats::{cluster_stats, StatsMode, StatsSource};
 
 /// A search as the HTTP API takes it, from the query string or a JSON body.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -33,6 +34,9 @@ pub struct SearchParams {
     pub allow_partial: Option<bool>,
     /// `true` reports every attempt sent to every shard. Default false.
     pub debug: Option<bool>,
+    /// `global` scores with the cluster's statistics (as one index would), `shard` with each
+    /// shard's own. Default: the root's `--stats`.
+    pub stats: Option<StatsMode>,
 }
 
 /// A validated search.
@@ -45,6 +49,7 @@ pub struct SearchPlan {
     pub hedge: bool,
     pub allow_partial: bool,
     pub debug: bool,
+    pub stats: StatsMode,
 }
 
 impl SearchParams {
@@ -90,6 +95,7 @@ impl SearchParams {
             hedge: self.hedge.unwrap_or(true),
             allow_partial: self.allow_partial.unwrap_or(true),
             debug: self.debug.unwrap_or(false),
+            stats: self.stats.unwrap_or(config.stats),
         })
     }
 }
@@ -104,6 +110,10 @@ pub struct SearchResult {
     pub partial: bool,
     pub hits: Vec<HitOut>,
     pub shards: ShardsSummary,
+    /// Which statistics the scores come from: `cached` or `fetched` (the cluster's; fetched
+    /// cost a round trip), `partial` (the cluster's minus a shard that could not be asked), or
+    /// `shard` (each shard's own).
+    pub stats: StatsSource,
 }
 
 /// One hit of the response.
@@ -175,11 +185,21 @@ pub async fn search(
     let deadline = started + plan.timeout;
     // Each shard returns its own top from+size; the page is cut after merging.
     let window = plan.from + plan.size;
+    let (global_stats, stats_source) = match plan.stats {
+        StatsMode::Shard => (None, StatsSource::Shard),
+        StatsMode::Global => cluster_stats(cluster, &config.replica, &plan.query, deadline)
+            .await
+            .map_err(|e| match e {
+                ShardError::InvalidArgument(message) => ApiError::BadRequest(message),
+                other => ApiError::Unavailable(other.to_string()),
+            })?,
+    };
     let request = pb::SearchRequest {
         query: plan.query.clone(),
         size: window as u32,
         from: 0,
         timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
+        global_stats,
     };
     let options = ScatterOptions { hedge: plan.hedge };
     let outcomes = scatter(cluster, config, &request, deadline, options).await;
@@ -196,7 +216,11 @@ pub async fn search(
             plan.debug,
         ));
         match outcome.result {
-            Ok((_, response)) => {
+            Ok((replica, response)) => {
+                // A new generation means the shard changed: its statistics must be read again.
+                cluster
+                    .stats
+                    .observe(outcome.shard, &replica, response.generation);
                 total_hits += response.total_hits;
                 partials.push(
                     response
@@ -265,6 +289,7 @@ pub async fn search(
             failed,
             details,
         },
+        stats: stats_source,
     })
 }
 

@@ -103,6 +103,24 @@ impl LeafClient for Arc<FakeLeaf> {
         })
     }
 
+    fn stats(
+        &self,
+        _: pb::StatsRequest,
+        _: Duration,
+    ) -> BoxFuture<'static, Result<pb::StatsResponse, ShardError>> {
+        let behaviour = self.behaviour.lock().unwrap().clone();
+        Box::pin(async move {
+            match behaviour {
+                Behaviour::Answer(delay) => {
+                    tokio::time::sleep(delay).await;
+                    Ok(pb::StatsResponse::default())
+                }
+                Behaviour::Fail(e) => Err(e),
+                Behaviour::Stall => std::future::pending().await,
+            }
+        })
+    }
+
     fn check_health(&self, _: Duration) -> BoxFuture<'static, bool> {
         let healthy = matches!(*self.behaviour.lock().unwrap(), Behaviour::Answer(_));
         Box::pin(async move { healthy })

@@ -9,8 +9,11 @@ use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog};
 use fanout_leaf::server::LeafHandle;
 use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
 use fanout_proto::{shard_for_id, ReplicaAddr, ShardSpec, Topology};
-use fanout_root::{Cluster, RootConfig, RootState};
+use fanout_root::RootConfig;
 use serde_json::Value;
+use support::start_root;
+
+mod support;
 
 const WORDS: [&str; 8] = [
     "apple", "banana", "cherry", "damson", "elder", "fig", "grape", "hazel",
@@ -112,28 +115,6 @@ impl TestCluster {
 }
 
 /// A root over `topology`, serving HTTP on port 0.
-async fn start_root(
-    topology: &Topology,
-    config: RootConfig,
-) -> (String, tokio::task::JoinHandle<std::io::Result<()>>) {
-    let cluster = Arc::new(Cluster::connect(topology, &config).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let http = format!("http://{}", listener.local_addr().unwrap());
-    let state = Arc::new(RootState {
-        cluster,
-        config,
-        metrics: None,
-    });
-    (
-        http,
-        tokio::spawn(fanout_root::server::serve(
-            listener,
-            state,
-            std::future::pending(),
-        )),
-    )
-}
-
 impl Drop for TestCluster {
     fn drop(&mut self) {
         self.root.abort();
