@@ -185,6 +185,7 @@ impl ShardIndex {
         config: SchemaConfig,
         writer_options: &WriterOptions,
     ) -> Result<Self, LeafError> {
+        crate::schema::register_tokenizers(&index);
         let schema = index.schema();
         let id_field = schema
             .get_field(&config.id_field)

@@ -301,3 +301,35 @@ fn an_id_sent_twice_before_a_commit_is_one_document() {
         "b"
     );
 }
+
+#[test]
+fn the_english_analyzer_stems_and_drops_stop_words() {
+    let mut config = SchemaConfig::default();
+    for field in &mut config.fields {
+        if field.name == "title" {
+            field.tokenizer = Some("en".into());
+        }
+    }
+    let index = ShardIndex::in_ram(0, config, &WriterOptions::default()).unwrap();
+    index
+        .index_batch(
+            0,
+            0,
+            &[r#"{"id": "a", "title": "The Running of the Dogs"}"#],
+        )
+        .unwrap();
+    index.commit().unwrap();
+    assert_eq!(
+        index.search("title:run", 0, 10, None).unwrap().total_hits,
+        1
+    );
+    assert_eq!(
+        index.search("title:dog", 0, 10, None).unwrap().total_hits,
+        1
+    );
+    assert_eq!(
+        index.search("title:the", 0, 10, None).unwrap().total_hits,
+        0,
+        "a stop word is not indexed"
+    );
+}

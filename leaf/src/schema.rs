@@ -7,7 +7,7 @@
 //! [[field]]
 //! name = "title"
 //! type = "text"          # text | keyword | integer | float | date | boolean
-//! tokenizer = "default"  # text only: default | en_stem | raw
+//! tokenizer = "default"  # text only: default | en_stem | en | raw
 //! stored = true          # returned with hits (default true)
 //! indexed = true         # searchable (default true)
 //! fast = false           # columnar, for sorting and filters (default false)
@@ -55,7 +55,9 @@ pub struct FieldConfig {
     pub indexed: bool,
     #[serde(default)]
     pub fast: bool,
-    /// Text fields only: the tantivy tokenizer (`default`, `en_stem`, `raw`).
+    /// Text fields only: the tokenizer. `default` splits on non-alphanumerics and lowercases;
+    /// `en_stem` also stems English (Porter); `en` also drops English stop words before
+    /// stemming, the usual English analyzer for relevance; `raw` keeps the value as one term.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<String>,
 }
@@ -93,13 +95,33 @@ pub enum SchemaError {
     BadIdField(String),
     #[error("default field {0:?} must be an indexed text or keyword field of the schema")]
     BadDefaultField(String),
-    #[error("field {field:?}: unknown tokenizer {tokenizer:?} (known: default, en_stem, raw)")]
+    #[error("field {field:?}: unknown tokenizer {tokenizer:?} (known: default, en_stem, en, raw)")]
     UnknownTokenizer { field: String, tokenizer: String },
     #[error("field {0:?}: only text fields take a tokenizer")]
     TokenizerOnNonText(String),
 }
 
-const TOKENIZERS: [&str; 3] = ["default", "en_stem", "raw"];
+const TOKENIZERS: [&str; 4] = ["default", "en_stem", "en", "raw"];
+
+/// Registers the tokenizers tantivy does not define itself on `index`: `en`, the English
+/// analyzer (lowercase, stop words removed, Porter stemming).
+pub fn register_tokenizers(index: &tantivy::Index) {
+    use tantivy::tokenizer::{
+        Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter,
+        TextAnalyzer,
+    };
+    let mut english = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .dynamic();
+    if let Some(stop_words) = StopWordFilter::new(Language::English) {
+        english = english.filter_dynamic(stop_words);
+    }
+    let english = english
+        .filter_dynamic(Stemmer::new(Language::English))
+        .build();
+    index.tokenizers().register("en", english);
+}
 
 impl Default for SchemaConfig {
     /// Fits the NDJSON corpora fanout ships and benchmarks with: `{id, title, body}`, plus the

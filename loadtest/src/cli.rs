@@ -34,6 +34,30 @@ pub enum Command {
     /// Time a corpus through the indexer into a local cluster against tantivy alone indexing
     /// it in this process, in turns.
     IndexBench(IndexBenchArgs),
+    /// Index a BEIR collection (SciFact) into a local cluster, run its judged test queries over
+    /// the HTTP API, and report nDCG@10 and Recall@100.
+    Relevance(RelevanceArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RelevanceArgs {
+    /// The collection's directory: corpus.jsonl.gz, queries.jsonl, qrels/test.tsv.
+    #[arg(long)]
+    pub beir: PathBuf,
+    /// Tokenizer of the text fields: en (stop words and stemming), en_stem, default.
+    #[arg(long, default_value = "en")]
+    pub tokenizer: String,
+    /// How titles are searched: `combined` indexes title and text as one field, as Anserini
+    /// does for BEIR; `separate` searches title and text fields, each scored on its own.
+    #[arg(long, default_value = "combined", value_parser = ["combined", "separate"])]
+    pub fields: String,
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+    /// Write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -177,7 +201,54 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => run(*args).await,
         Command::Sim(args) => sim(args),
         Command::IndexBench(args) => index_bench(args).await,
+        Command::Relevance(args) => relevance(args).await,
     }
+}
+
+async fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
+    use crate::relevance::{convert_corpus, evaluate, read_qrels, read_queries, schema_toml};
+    let qrels = read_qrels(&args.beir.join("qrels/test.tsv"))?;
+    let queries = read_queries(&args.beir.join("queries.jsonl"), &qrels)?;
+    let scratch = tempfile::tempdir()?;
+    let corpus = scratch.path().join("corpus.ndjson");
+    let combine = args.fields == "combined";
+    let docs = convert_corpus(&args.beir.join("corpus.jsonl.gz"), &corpus, combine)?;
+    let schema = scratch.path().join("schema.toml");
+    std::fs::write(&schema, schema_toml(&args.tokenizer, combine))?;
+    let spec = ClusterSpec {
+        shards: args.shards,
+        replicas: args.replicas,
+        data_dir: scratch.path().join("cluster"),
+        http_listen: "127.0.0.1:0".into(),
+        program: sibling_binary("fanout-cluster")?,
+        root_args: Vec::new(),
+        leaf_args: vec!["--schema".into(), schema.display().to_string()],
+    };
+    let mut cluster = LocalCluster::start_leaves(&spec).await?;
+    cluster.index_corpus(&corpus).await?;
+    let url = cluster.start_root(&spec).await?;
+    eprintln!(
+        "{docs} documents in {} x {}, {} judged queries, tokenizer {}, fields {}",
+        args.shards,
+        args.replicas,
+        queries.len(),
+        args.tokenizer,
+        args.fields
+    );
+    let mut results = Vec::new();
+    for stats in ["global", "shard"] {
+        let e = evaluate(&url, &queries, &qrels, stats, &args.tokenizer, &args.fields).await?;
+        println!(
+            "statistics {:<6} nDCG@10 {:.4}  Recall@100 {:.4}  ({} queries)",
+            e.stats, e.ndcg_at_10, e.recall_at_100, e.queries
+        );
+        results.push(e);
+    }
+    cluster.stop().await;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)? + "\n")?;
+    }
+    Ok(())
 }
 
 async fn index_bench(args: IndexBenchArgs) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@
 //! - [`faults`]: pausing (SIGSTOP/SIGCONT) and killing processes on a schedule.
 //! - [`direct`]: the in-process baseline index and the query file reader.
 //! - [`ingest`]: the indexing benchmark, cluster against tantivy alone.
+//! - [`relevance`]: nDCG@10 and Recall@100 of a cluster on a BEIR collection's judgments.
 //! - [`cluster`]: a local cluster of real leaf and root processes, for demos, tests and faults.
 //! - [`demo`]: the `fanout-cluster` command: the quick start's one-command cluster.
 //! - [`cli`]: the `fanout-loadtest` command line.
@@ -21,6 +22,7 @@ pub mod direct;
 pub mod faults;
 pub mod ingest;
 pub mod load;
+pub mod relevance;
 pub mod report;
 pub mod schedule;
 pub mod sim;
