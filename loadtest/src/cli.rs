@@ -37,6 +37,26 @@ pub enum Command {
     /// Index a BEIR collection (SciFact) into a local cluster, run its judged test queries over
     /// the HTTP API, and report nDCG@10 and Recall@100.
     Relevance(RelevanceArgs),
+    /// Query latency with global statistics cold (a statistics round trip first) and warm
+    /// (cached), against per-shard statistics, on a local cluster.
+    StatsBench(StatsBenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatsBenchArgs {
+    /// The NDJSON corpus; default: the bundled demo corpus.
+    #[arg(long)]
+    pub corpus: Option<PathBuf>,
+    /// Queries: the sbg JSONL log or plain lines.
+    #[arg(long)]
+    pub queries: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+    /// Write the passes as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -202,7 +222,40 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Sim(args) => sim(args),
         Command::IndexBench(args) => index_bench(args).await,
         Command::Relevance(args) => relevance(args).await,
+        Command::StatsBench(args) => stats_bench(args).await,
     }
+}
+
+async fn stats_bench(args: StatsBenchArgs) -> anyhow::Result<()> {
+    use crate::statsbench::{pass, table};
+    let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
+    let queries = load_queries(&args.queries, None)?;
+    let scratch = tempfile::tempdir()?;
+    let spec = ClusterSpec {
+        shards: args.shards,
+        replicas: args.replicas,
+        data_dir: scratch.path().to_path_buf(),
+        http_listen: "127.0.0.1:0".into(),
+        program: sibling_binary("fanout-cluster")?,
+        root_args: Vec::new(),
+        leaf_args: Vec::new(),
+    };
+    let mut cluster = LocalCluster::start_leaves(&spec).await?;
+    cluster.index_corpus(&corpus).await?;
+    let url = cluster.start_root(&spec).await?;
+    // Per-shard first, which also warms the leaves' caches for the passes after it.
+    let _warm_up = pass(&url, "warm-up", &queries, "shard").await?;
+    let passes = vec![
+        pass(&url, "per-shard", &queries, "shard").await?,
+        pass(&url, "global, cold", &queries, "global").await?,
+        pass(&url, "global, warm", &queries, "global").await?,
+    ];
+    print!("{}", table(&passes));
+    cluster.stop().await;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&passes)? + "\n")?;
+    }
+    Ok(())
 }
 
 async fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {

@@ -11,6 +11,7 @@
 //! - [`direct`]: the in-process baseline index and the query file reader.
 //! - [`ingest`]: the indexing benchmark, cluster against tantivy alone.
 //! - [`relevance`]: nDCG@10 and Recall@100 of a cluster on a BEIR collection's judgments.
+//! - [`statsbench`]: query latency with cold, warm and per-shard BM25 statistics.
 //! - [`cluster`]: a local cluster of real leaf and root processes, for demos, tests and faults.
 //! - [`demo`]: the `fanout-cluster` command: the quick start's one-command cluster.
 //! - [`cli`]: the `fanout-loadtest` command line.
@@ -26,5 +27,6 @@ pub mod relevance;
 pub mod report;
 pub mod schedule;
 pub mod sim;
+pub mod statsbench;
 pub mod svg;
 pub mod sweep;
