@@ -42,6 +42,34 @@ pub enum Command {
     StatsBench(StatsBenchArgs),
 }
 
+/// The shape of a local cluster a command starts.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ClusterShape {
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+}
+
+impl ClusterShape {
+    /// A cluster of this shape in `data_dir`, run by the `fanout-cluster` binary beside this one.
+    fn spec(
+        &self,
+        data_dir: &std::path::Path,
+        leaf_args: Vec<String>,
+    ) -> anyhow::Result<ClusterSpec> {
+        Ok(ClusterSpec {
+            shards: self.shards,
+            replicas: self.replicas,
+            data_dir: data_dir.to_path_buf(),
+            http_listen: "127.0.0.1:0".into(),
+            program: sibling_binary("fanout-cluster")?,
+            root_args: Vec::new(),
+            leaf_args,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct StatsBenchArgs {
     /// The NDJSON corpus; default: the bundled demo corpus.
@@ -50,10 +78,8 @@ pub struct StatsBenchArgs {
     /// Queries: the sbg JSONL log or plain lines.
     #[arg(long)]
     pub queries: PathBuf,
-    #[arg(long, default_value_t = 2)]
-    pub shards: u32,
-    #[arg(long, default_value_t = 2)]
-    pub replicas: u32,
+    #[command(flatten)]
+    pub shape: ClusterShape,
     /// Write the passes as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -71,10 +97,8 @@ pub struct RelevanceArgs {
     /// does for BEIR; `separate` searches title and text fields, each scored on its own.
     #[arg(long, default_value = "combined", value_parser = ["combined", "separate"])]
     pub fields: String,
-    #[arg(long, default_value_t = 2)]
-    pub shards: u32,
-    #[arg(long, default_value_t = 2)]
-    pub replicas: u32,
+    #[command(flatten)]
+    pub shape: ClusterShape,
     /// Write the figures as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -85,10 +109,8 @@ pub struct IndexBenchArgs {
     /// The NDJSON corpus (plain or gzip); default: the bundled demo corpus.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
-    #[arg(long, default_value_t = 2)]
-    pub shards: u32,
-    #[arg(long, default_value_t = 2)]
-    pub replicas: u32,
+    #[command(flatten)]
+    pub shape: ClusterShape,
     /// Runs of each, alternating.
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
@@ -231,15 +253,7 @@ async fn stats_bench(args: StatsBenchArgs) -> anyhow::Result<()> {
     let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
     let queries = load_queries(&args.queries, None)?;
     let scratch = tempfile::tempdir()?;
-    let spec = ClusterSpec {
-        shards: args.shards,
-        replicas: args.replicas,
-        data_dir: scratch.path().to_path_buf(),
-        http_listen: "127.0.0.1:0".into(),
-        program: sibling_binary("fanout-cluster")?,
-        root_args: Vec::new(),
-        leaf_args: Vec::new(),
-    };
+    let spec = args.shape.spec(scratch.path(), Vec::new())?;
     let mut cluster = LocalCluster::start_leaves(&spec).await?;
     cluster.index_corpus(&corpus).await?;
     let url = cluster.start_root(&spec).await?;
@@ -268,22 +282,17 @@ async fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
     let docs = convert_corpus(&args.beir.join("corpus.jsonl.gz"), &corpus, combine)?;
     let schema = scratch.path().join("schema.toml");
     std::fs::write(&schema, schema_toml(&args.tokenizer, combine))?;
-    let spec = ClusterSpec {
-        shards: args.shards,
-        replicas: args.replicas,
-        data_dir: scratch.path().join("cluster"),
-        http_listen: "127.0.0.1:0".into(),
-        program: sibling_binary("fanout-cluster")?,
-        root_args: Vec::new(),
-        leaf_args: vec!["--schema".into(), schema.display().to_string()],
-    };
+    let leaf_args = vec!["--schema".into(), schema.display().to_string()];
+    let spec = args
+        .shape
+        .spec(&scratch.path().join("cluster"), leaf_args)?;
     let mut cluster = LocalCluster::start_leaves(&spec).await?;
     cluster.index_corpus(&corpus).await?;
     let url = cluster.start_root(&spec).await?;
     eprintln!(
         "{docs} documents in {} x {}, {} judged queries, tokenizer {}, fields {}",
-        args.shards,
-        args.replicas,
+        args.shape.shards,
+        args.shape.replicas,
         queries.len(),
         args.tokenizer,
         args.fields
@@ -310,15 +319,7 @@ async fn index_bench(args: IndexBenchArgs) -> anyhow::Result<()> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let scratch = tempfile::tempdir()?;
-    let spec = ClusterSpec {
-        shards: args.shards,
-        replicas: args.replicas,
-        data_dir: scratch.path().to_path_buf(),
-        http_listen: "127.0.0.1:0".into(),
-        program: sibling_binary("fanout-cluster")?,
-        root_args: Vec::new(),
-        leaf_args: args.leaf_arg.clone(),
-    };
+    let spec = args.shape.spec(scratch.path(), args.leaf_arg.clone())?;
     let runs =
         crate::ingest::compare(&spec, &corpus, args.runs.max(1), threads, scratch.path()).await?;
     let cluster = crate::ingest::median_rate(&runs, "cluster").unwrap_or(0.0);
@@ -326,15 +327,15 @@ async fn index_bench(args: IndexBenchArgs) -> anyhow::Result<()> {
     let ratio = cluster / direct.max(f64::MIN_POSITIVE);
     println!(
         "median: cluster {}x{} {cluster:.0} docs/s, tantivy alone ({threads} threads) {direct:.0} docs/s: {:.1}% of tantivy alone",
-        args.shards,
-        args.replicas,
+        args.shape.shards,
+        args.shape.replicas,
         100.0 * ratio
     );
     if let Some(path) = &args.json {
         let json = serde_json::json!({
             "corpus": corpus.file_name().map(|n| n.to_string_lossy().into_owned()),
-            "shards": args.shards,
-            "replicas": args.replicas,
+            "shards": args.shape.shards,
+            "replicas": args.shape.replicas,
             "leaf_args": args.leaf_arg,
             "direct_threads": threads,
             "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),

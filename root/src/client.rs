@@ -104,6 +104,25 @@ impl GrpcLeafClient {
     }
 }
 
+/// A request carrying its deadline as grpc-timeout, so the leaf knows how long the root waits.
+fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+/// Awaits a unary call for at most `timeout`, mapping its failure to a [`ShardError`].
+async fn unary<T>(
+    timeout: Duration,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, ShardError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(ShardError::from_status(&status)),
+        Err(_) => Err(ShardError::Timeout),
+    }
+}
+
 impl LeafClient for GrpcLeafClient {
     fn search(
         &self,
@@ -111,17 +130,7 @@ impl LeafClient for GrpcLeafClient {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<pb::SearchResponse, ShardError>> {
         let mut leaf = self.leaf.clone();
-        Box::pin(async move {
-            let mut request = tonic::Request::new(request);
-            // Sent as grpc-timeout, so the leaf knows how long the root will wait.
-            request.set_timeout(timeout);
-            let call = leaf.search(request);
-            match tokio::time::timeout(timeout, call).await {
-                Ok(Ok(response)) => Ok(response.into_inner()),
-                Ok(Err(status)) => Err(ShardError::from_status(&status)),
-                Err(_) => Err(ShardError::Timeout),
-            }
-        })
+        Box::pin(async move { unary(timeout, leaf.search(with_deadline(request, timeout))).await })
     }
 
     fn stats(
@@ -130,15 +139,7 @@ impl LeafClient for GrpcLeafClient {
         timeout: Duration,
     ) -> BoxFuture<'static, Result<pb::StatsResponse, ShardError>> {
         let mut leaf = self.leaf.clone();
-        Box::pin(async move {
-            let mut request = tonic::Request::new(request);
-            request.set_timeout(timeout);
-            match tokio::time::timeout(timeout, leaf.stats(request)).await {
-                Ok(Ok(response)) => Ok(response.into_inner()),
-                Ok(Err(status)) => Err(ShardError::from_status(&status)),
-                Err(_) => Err(ShardError::Timeout),
-            }
-        })
+        Box::pin(async move { unary(timeout, leaf.stats(with_deadline(request, timeout))).await })
     }
 
     fn check_health(&self, timeout: Duration) -> BoxFuture<'static, bool> {
