@@ -120,30 +120,26 @@ pub fn corpus_stats_from_pb(stats: pb::CorpusStats) -> CorpusStats {
     }
 }
 
-/// Statistics for the wire, in a stable order (fields and terms sorted).
+/// Statistics for the wire, fields and terms in their maps' (sorted) order.
 pub fn corpus_stats_to_pb(stats: &CorpusStats) -> pb::CorpusStats {
-    let mut fields: Vec<pb::FieldStat> = stats
-        .fields
-        .iter()
-        .map(|(field, &total_tokens)| pb::FieldStat {
-            field: field.clone(),
-            total_tokens,
-        })
-        .collect();
-    fields.sort_by(|a, b| a.field.cmp(&b.field));
-    let mut terms: Vec<pb::TermStat> = stats
-        .terms
-        .iter()
-        .map(|(term, &doc_freq)| pb::TermStat {
-            term: term.clone(),
-            doc_freq,
-        })
-        .collect();
-    terms.sort_by(|a, b| a.term.cmp(&b.term));
     pb::CorpusStats {
         num_docs: stats.num_docs,
-        fields,
-        terms,
+        fields: stats
+            .fields
+            .iter()
+            .map(|(field, &total_tokens)| pb::FieldStat {
+                field: field.clone(),
+                total_tokens,
+            })
+            .collect(),
+        terms: stats
+            .terms
+            .iter()
+            .map(|(term, &doc_freq)| pb::TermStat {
+                term: term.clone(),
+                doc_freq,
+            })
+            .collect(),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use fanout_proto::{shard_for_id, ShardId};
 use serde::ser::{SerializeMap, Serializer};
@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::QueryParser;
 use tantivy::schema::{Field, OwnedValue, Schema, Value as _};
+use tantivy::InvertedIndexReader;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::error::LeafError;
@@ -74,8 +75,6 @@ struct Writer {
     writer: IndexWriter,
     /// `None` for an index in RAM, which has nothing to make durable.
     wal: Option<Wal>,
-    /// Operations (batches, deletions) since the last commit.
-    uncommitted: u64,
     /// Ids added since the last commit, which the reader does not see yet.
     pending_ids: HashSet<String>,
 }
@@ -97,6 +96,11 @@ pub struct ShardIndex {
     index: Index,
     id_field: Field,
     writer: Mutex<Writer>,
+    /// What the next commit would publish: changed under the writer lock, read without it, so
+    /// that the refresh timer and `Info` never wait on the async runtime for a commit or an
+    /// fsync to release the lock.
+    uncommitted_ops: AtomicU64,
+    uncommitted_log_bytes: AtomicU64,
     reader: IndexReader,
     query_parser: QueryParser,
     /// The opstamp of the last commit visible to searches: persists across restarts.
@@ -153,7 +157,7 @@ impl ShardIndex {
             )
         })?;
         state.wal = Some(wal);
-        state.uncommitted = replayed;
+        *self.uncommitted_ops.get_mut() = replayed;
         self.replayed = replayed;
         if replayed > 0 {
             tracing::info!(
@@ -207,9 +211,10 @@ impl ShardIndex {
             writer: Mutex::new(Writer {
                 writer,
                 wal: None,
-                uncommitted: 0,
                 pending_ids: HashSet::new(),
             }),
+            uncommitted_ops: AtomicU64::new(0),
+            uncommitted_log_bytes: AtomicU64::new(0),
             reader,
             query_parser,
             generation: AtomicU64::new(generation),
@@ -249,11 +254,18 @@ impl ShardIndex {
 
     /// What the next commit would publish.
     pub fn uncommitted(&self) -> Uncommitted {
-        let state = self.writer.lock().expect("writer lock poisoned");
         Uncommitted {
-            ops: state.uncommitted,
-            log_bytes: state.wal.as_ref().map_or(0, Wal::pending_bytes),
+            ops: self.uncommitted_ops.load(Ordering::Acquire),
+            log_bytes: self.uncommitted_log_bytes.load(Ordering::Acquire),
         }
+    }
+
+    /// Counts one more operation for the next commit; called with the writer lock held.
+    fn count_write(&self, state: &Writer) {
+        self.uncommitted_ops.fetch_add(1, Ordering::AcqRel);
+        let log_bytes = state.wal.as_ref().map_or(0, Wal::pending_bytes);
+        self.uncommitted_log_bytes
+            .store(log_bytes, Ordering::Release);
     }
 
     /// Adds or replaces (by id) a batch of JSON documents. `num_shards` is the shard count the
@@ -288,20 +300,20 @@ impl ShardIndex {
         }
         // Under the writer lock the reader shows exactly the last commit, and `pending_ids`
         // holds what came since: together, every id the index may hold.
-        let searcher = self.reader.searcher();
+        let committed = CommittedIds::new(&self.reader.searcher(), self.id_field)?;
         for (_, id, doc) in accepted {
             let term = Term::from_field_text(self.id_field, &id);
             // A delete costs a term lookup and a scorer in every segment at the next commit,
             // about a sixth of a leaf's indexing work; a new id, the common case of a bulk
             // import, needs none.
-            if state.pending_ids.contains(&id) || holds_term(&searcher, &term)? {
+            if state.pending_ids.contains(&id) || committed.holds(&term)? {
                 state.writer.delete_term(term);
             }
             state.writer.add_document(doc)?;
             state.pending_ids.insert(id);
             outcome.accepted += 1;
         }
-        state.uncommitted += 1;
+        self.count_write(&state);
         Ok(outcome)
     }
 
@@ -341,7 +353,7 @@ impl ShardIndex {
                 .delete_term(Term::from_field_text(self.id_field, id));
             outcome.accepted += 1;
         }
-        state.uncommitted += 1;
+        self.count_write(&state);
         Ok(outcome)
     }
 
@@ -359,7 +371,7 @@ impl ShardIndex {
     /// needs. Returns the generation, which changes only when there was something to commit.
     pub fn commit(&self) -> Result<u64, LeafError> {
         let mut state = self.writer.lock().expect("writer lock poisoned");
-        if state.uncommitted == 0 {
+        if self.uncommitted_ops.load(Ordering::Acquire) == 0 {
             return Ok(self.generation());
         }
         let Writer { writer, wal, .. } = &mut *state;
@@ -370,7 +382,8 @@ impl ShardIndex {
         if let Some(wal) = wal.as_mut() {
             wal.checkpoint(wal_seq)?;
         }
-        state.uncommitted = 0;
+        self.uncommitted_ops.store(0, Ordering::Release);
+        self.uncommitted_log_bytes.store(0, Ordering::Release);
         self.reader.reload()?;
         state.pending_ids.clear();
         self.generation.store(opstamp, Ordering::Release);
@@ -517,19 +530,32 @@ fn apply_entry(
     Ok(())
 }
 
-/// Whether any segment of `searcher` has `term`, deleted documents included.
-fn holds_term(searcher: &Searcher, term: &Term) -> Result<bool, LeafError> {
-    for segment in searcher.segment_readers() {
-        let postings = segment.inverted_index(term.field())?;
-        if postings
-            .doc_freq(term)
-            .map_err(tantivy::TantivyError::from)?
-            > 0
-        {
-            return Ok(true);
-        }
+/// The id field's postings in every committed segment, opened once per batch.
+struct CommittedIds(Vec<Arc<InvertedIndexReader>>);
+
+impl CommittedIds {
+    fn new(searcher: &Searcher, id_field: Field) -> Result<Self, LeafError> {
+        let postings = searcher
+            .segment_readers()
+            .iter()
+            .map(|segment| segment.inverted_index(id_field))
+            .collect::<tantivy::Result<_>>()?;
+        Ok(Self(postings))
     }
-    Ok(false)
+
+    /// Whether any segment has `term`, deleted documents included.
+    fn holds(&self, term: &Term) -> Result<bool, LeafError> {
+        for postings in &self.0 {
+            if postings
+                .doc_freq(term)
+                .map_err(tantivy::TantivyError::from)?
+                > 0
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
 }
 
 /// Delete-then-add in one writer makes an add an upsert: a re-run of an import replaces

@@ -5,34 +5,22 @@
 //! them ([`SuppliedStats`]). Summed this way, tantivy's statistics are exactly those of one
 //! index holding every shard's documents, so the scores are too.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use tantivy::query::{Bm25StatisticsProvider, Query};
 use tantivy::schema::{Field, FieldType, Schema};
 use tantivy::{Searcher, Term};
 
-/// What BM25 needs to know about a corpus: a shard's, or every shard's summed.
+/// What BM25 needs to know about a corpus: a shard's, or every shard's summed. Ordered maps,
+/// so that what goes on the wire comes out in the same order every time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CorpusStats {
     /// Documents, counted as tantivy does for BM25 (deleted ones not merged away included).
     pub num_docs: u64,
     /// Total tokens per indexed text field, by field name.
-    pub fields: HashMap<String, u64>,
+    pub fields: BTreeMap<String, u64>,
     /// Documents per term, by [`term_key`].
-    pub terms: HashMap<Vec<u8>, u64>,
-}
-
-impl CorpusStats {
-    /// Adds another shard's statistics to these.
-    pub fn add(&mut self, other: &CorpusStats) {
-        self.num_docs += other.num_docs;
-        for (field, tokens) in &other.fields {
-            *self.fields.entry(field.clone()).or_default() += tokens;
-        }
-        for (term, df) in &other.terms {
-            *self.terms.entry(term.clone()).or_default() += df;
-        }
-    }
+    pub terms: BTreeMap<Vec<u8>, u64>,
 }
 
 /// A shard's statistics for the terms `query` scores, read from `searcher`.
