@@ -44,15 +44,20 @@ struct ShardStats {
 }
 
 impl ShardStats {
-    /// Records a replica's generation; forgets the statistics if it changed.
+    /// Records a replica's generation; forgets the statistics if it changed. Called on every
+    /// search answer, so the usual case (a generation seen before) allocates nothing.
     fn observe(&mut self, replica: &str, generation: u64) -> bool {
-        let previous = self.generations.insert(replica.to_string(), generation);
-        let changed = previous.is_some_and(|g| g != generation);
-        if changed {
-            self.base = None;
-            self.terms.clear();
+        let Some(known) = self.generations.get_mut(replica) else {
+            self.generations.insert(replica.to_string(), generation);
+            return false;
+        };
+        if *known == generation {
+            return false;
         }
-        changed
+        *known = generation;
+        self.base = None;
+        self.terms.clear();
+        true
     }
 }
 
@@ -70,27 +75,25 @@ impl StatsCache {
     /// The cluster's statistics for `query`, if every shard's are known.
     pub fn lookup(&self, query: &str) -> Option<pb::CorpusStats> {
         let inner = self.inner.lock().expect("stats cache poisoned");
-        let terms = inner.query_terms.get(query)?;
-        let mut sum = Sum::default();
+        let mut sum = Sum::new(inner.query_terms.get(query)?);
         for shard in &inner.shards {
-            if !sum.add(shard, terms) {
+            if !sum.add(shard) {
                 return None;
             }
         }
-        Some(sum.into_pb(terms))
+        Some(sum.into_pb())
     }
 
     /// The sum over the shards whose statistics for `query` are known (for when a shard could
     /// not be asked), or `None` if no shard's are.
     pub fn sum_known(&self, query: &str) -> Option<pb::CorpusStats> {
         let inner = self.inner.lock().expect("stats cache poisoned");
-        let terms = inner.query_terms.get(query)?;
-        let mut sum = Sum::default();
+        let mut sum = Sum::new(inner.query_terms.get(query)?);
         let mut any = false;
         for shard in &inner.shards {
-            any |= sum.add(shard, terms);
+            any |= sum.add(shard);
         }
-        any.then(|| sum.into_pb(terms))
+        any.then(|| sum.into_pb())
     }
 
     /// Takes in a shard's `Stats` answer for `query` from `replica` (the root's name for it).
@@ -219,51 +222,68 @@ async fn shard_stats(
     Err(last)
 }
 
-/// Statistics being summed over shards.
-#[derive(Default)]
-struct Sum {
+/// Statistics being summed over shards, for one query's terms (`doc_freqs` by position).
+struct Sum<'a> {
+    terms: &'a [Vec<u8>],
     num_docs: u64,
-    fields: HashMap<String, u64>,
-    doc_freqs: HashMap<Vec<u8>, u64>,
+    fields: Vec<(String, u64)>,
+    doc_freqs: Vec<u64>,
 }
 
-impl Sum {
-    /// Adds a shard's statistics for `terms`; false (adding nothing) if any is unknown.
-    fn add(&mut self, shard: &ShardStats, terms: &[Vec<u8>]) -> bool {
+impl<'a> Sum<'a> {
+    fn new(terms: &'a [Vec<u8>]) -> Self {
+        Self {
+            terms,
+            num_docs: 0,
+            fields: Vec::new(),
+            doc_freqs: vec![0; terms.len()],
+        }
+    }
+
+    /// Adds a shard's statistics; false (adding nothing) if any of them is unknown.
+    fn add(&mut self, shard: &ShardStats) -> bool {
         let Some((num_docs, fields)) = &shard.base else {
             return false;
         };
-        if !terms.iter().all(|t| shard.terms.contains_key(t)) {
+        let Some(dfs) = self
+            .terms
+            .iter()
+            .map(|t| shard.terms.get(t))
+            .collect::<Option<Vec<_>>>()
+        else {
             return false;
-        }
+        };
         self.num_docs += num_docs;
         for (field, tokens) in fields {
-            *self.fields.entry(field.clone()).or_default() += tokens;
+            match self.fields.iter_mut().find(|(f, _)| f == field) {
+                Some((_, total)) => *total += tokens,
+                None => self.fields.push((field.clone(), *tokens)),
+            }
         }
-        for term in terms {
-            *self.doc_freqs.entry(term.clone()).or_default() += shard.terms[term];
+        for (sum, df) in self.doc_freqs.iter_mut().zip(dfs) {
+            *sum += df;
         }
         true
     }
 
-    fn into_pb(self, terms: &[Vec<u8>]) -> pb::CorpusStats {
-        let mut fields: Vec<pb::FieldStat> = self
-            .fields
-            .into_iter()
-            .map(|(field, total_tokens)| pb::FieldStat {
-                field,
-                total_tokens,
-            })
-            .collect();
-        fields.sort_by(|a, b| a.field.cmp(&b.field));
+    fn into_pb(self) -> pb::CorpusStats {
         pb::CorpusStats {
             num_docs: self.num_docs,
-            fields,
-            terms: terms
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(field, total_tokens)| pb::FieldStat {
+                    field,
+                    total_tokens,
+                })
+                .collect(),
+            terms: self
+                .terms
                 .iter()
-                .map(|t| pb::TermStat {
-                    term: t.clone(),
-                    doc_freq: self.doc_freqs.get(t).copied().unwrap_or(0),
+                .zip(self.doc_freqs)
+                .map(|(term, doc_freq)| pb::TermStat {
+                    term: term.clone(),
+                    doc_freq,
                 })
                 .collect(),
         }
