@@ -1,87 +1,67 @@
 //! What global statistics cost a query: the same queries, one at a time, against a local
-//! cluster in three passes: each query's first time (cold: a statistics round trip to every
-//! shard first), the same queries again (warm: statistics from the root's cache), and with
-//! per-shard statistics (no statistics at all), as the baseline the other two are ratios to.
+//! cluster in three passes: with per-shard statistics (no statistics at all, the baseline the
+//! others are ratios to), each query's first time with global statistics (cold: a statistics
+//! round trip to every shard first), and the same queries again (warm: statistics from the
+//! root's cache).
 
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::Instant;
 
-use hdrhistogram::Histogram;
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
-/// One pass's latencies.
+use crate::report::{Answer, Recorder, ScenarioReport};
+
+/// One pass: its latency report, and how often the root said it got the statistics each way.
 #[derive(Clone, Debug, Serialize)]
 pub struct Pass {
-    pub name: String,
-    pub queries: u64,
-    pub p50_us: u64,
-    pub p90_us: u64,
-    pub p99_us: u64,
-    /// How the root said each answer's statistics were obtained, and how often.
-    pub sources: Vec<(String, u64)>,
+    pub report: ScenarioReport,
+    pub sources: BTreeMap<String, u64>,
+}
+
+/// The one field of a response the latency report does not read.
+#[derive(Deserialize)]
+struct StatsField {
+    stats: String,
 }
 
 /// Runs `queries` once each, in order, with `stats` (`global` or `shard`), one at a time.
 pub async fn pass(url: &str, name: &str, queries: &[String], stats: &str) -> anyhow::Result<Pass> {
     let client = reqwest::Client::new();
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut sources = std::collections::BTreeMap::<String, u64>::new();
+    let mut recorder = Recorder::default();
+    let mut sources = BTreeMap::<String, u64>::new();
+    let started = Instant::now();
     for q in queries {
-        let started = Instant::now();
+        let sent = Instant::now();
         let response = client
             .get(format!("{url}/v1/search"))
             .query(&[("q", q.as_str()), ("stats", stats)])
             .send()
             .await?;
-        let ok = response.status().is_success();
+        let status = response.status();
         let body = response.bytes().await?;
-        let took = started.elapsed();
-        if !ok {
-            // An unparsable query is refused the same way in every pass.
+        let latency = sent.elapsed();
+        if !status.is_success() {
+            recorder.failed(format!("HTTP {}", status.as_u16()));
             continue;
         }
-        latency.saturating_record(took.max(Duration::from_micros(1)).as_micros() as u64);
-        let source = serde_json::from_slice::<Value>(&body)?["stats"]
-            .as_str()
-            .unwrap_or("?")
-            .to_string();
+        recorder.answered(latency, &Answer::from_body(&body)?);
+        let source = serde_json::from_slice::<StatsField>(&body)?.stats;
         *sources.entry(source).or_default() += 1;
     }
     Ok(Pass {
-        name: name.to_string(),
-        queries: latency.len(),
-        p50_us: latency.value_at_quantile(0.5),
-        p90_us: latency.value_at_quantile(0.9),
-        p99_us: latency.value_at_quantile(0.99),
-        sources: sources.into_iter().collect(),
+        report: recorder.report(name, started.elapsed()),
+        sources,
     })
 }
 
-/// The three passes as a table, with p50 and p99 as ratios to the per-shard pass.
+/// The passes as the harness's table (ratios to the first pass), and what each answer said
+/// about its statistics.
 pub fn table(passes: &[Pass]) -> String {
-    let base = passes.iter().find(|p| p.name == "per-shard");
-    let ratio = |v: u64, b: Option<u64>| {
-        b.map_or(String::new(), |b| {
-            format!("{:.2}x", v as f64 / b.max(1) as f64)
-        })
-    };
-    let mut out = format!(
-        "{:<22} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9}  statistics\n",
-        "pass", "queries", "p50 µs", "p90 µs", "p99 µs", "p50 ratio", "p99 ratio"
-    );
+    let reports: Vec<ScenarioReport> = passes.iter().map(|p| p.report.clone()).collect();
+    let mut out = crate::report::table(&reports);
     for p in passes {
         let sources: Vec<String> = p.sources.iter().map(|(s, n)| format!("{s} {n}")).collect();
-        out += &format!(
-            "{:<22} {:>7} {:>8} {:>8} {:>8} {:>9} {:>9}  {}\n",
-            p.name,
-            p.queries,
-            p.p50_us,
-            p.p90_us,
-            p.p99_us,
-            ratio(p.p50_us, base.map(|b| b.p50_us)),
-            ratio(p.p99_us, base.map(|b| b.p99_us)),
-            sources.join(", ")
-        );
+        out += &format!("{} statistics: {}\n", p.report.scenario, sources.join(", "));
     }
     out
 }
