@@ -138,24 +138,34 @@ mod tests {
 
     #[test]
     fn the_report_names_every_move() {
-        let mut plan = ReshardPlan::new(1, 2);
-        for id in ["noun-00001740", "gcide-0", "doc-1", "doc-2"] {
-            plan.add(id);
-        }
-        let text = plan.to_string();
+        let plan = plan(2, 3, 1_000);
         let moved = plan.moved();
+        let from = |shard: u32| -> u64 {
+            plan.moves()
+                .filter(|((f, _), _)| *f == shard)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        assert!(from(0) > 0 && from(1) > 0, "{plan}");
+        let text = plan.to_string();
         assert!(
             text.starts_with(&format!(
-                "resharding 4 documents from 1 to 2 shards: {moved} move"
+                "resharding 1000 documents from 2 to 3 shards: {moved} move"
             )),
             "{text}"
         );
-        assert!(text.contains("moves 50.0% on average"), "{text}");
-        if moved > 0 {
+        assert!(text.contains("moves 33.3% on average"), "{text}");
+        for shard in [0, 1] {
+            let n = from(shard);
             assert!(
-                text.contains(&format!("shard 0 -> shard 1: {moved}")),
+                text.contains(&format!("shard {shard} -> shard 2: {n} (")),
                 "{text}"
             );
         }
+        let sizes = plan.new_sizes();
+        assert!(text.ends_with(&format!(
+            "documents per shard after: {{0: {}, 1: {}, 2: {}}}",
+            sizes[0], sizes[1], sizes[2]
+        )));
     }
 }
