@@ -58,14 +58,10 @@ impl ClusterShape {
         data_dir: &std::path::Path,
         leaf_args: Vec<String>,
     ) -> anyhow::Result<ClusterSpec> {
+        let program = sibling_binary("fanout-cluster")?;
         Ok(ClusterSpec {
-            shards: self.shards,
-            replicas: self.replicas,
-            data_dir: data_dir.to_path_buf(),
-            http_listen: "127.0.0.1:0".into(),
-            program: sibling_binary("fanout-cluster")?,
-            root_args: Vec::new(),
             leaf_args,
+            ..ClusterSpec::new(self.shards, self.replicas, data_dir.to_path_buf(), program)
         })
     }
 }
@@ -426,14 +422,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (cluster, url) = match (&args.url, args.spawn_cluster) {
         (Some(url), false) => (None, url.clone()),
         (None, true) => {
+            let program = sibling_binary("fanout-cluster")?;
             let spec = ClusterSpec {
-                shards: args.shards,
-                replicas: args.replicas,
-                data_dir: data.path().to_path_buf(),
-                http_listen: "127.0.0.1:0".into(),
-                program: sibling_binary("fanout-cluster")?,
                 root_args: args.root_arg.clone(),
-                leaf_args: Vec::new(),
+                ..ClusterSpec::new(
+                    args.shards,
+                    args.replicas,
+                    data.path().to_path_buf(),
+                    program,
+                )
             };
             let mut cluster = LocalCluster::start_leaves(&spec).await?;
             eprintln!(

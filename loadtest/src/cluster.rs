@@ -51,6 +51,22 @@ pub struct ClusterSpec {
     pub leaf_args: Vec<String>,
 }
 
+impl ClusterSpec {
+    /// `shards` x `replicas` run by `program` in `data_dir`, the root on a free port, no extra
+    /// flags.
+    pub fn new(shards: u32, replicas: u32, data_dir: PathBuf, program: PathBuf) -> Self {
+        Self {
+            shards,
+            replicas,
+            data_dir,
+            http_listen: "127.0.0.1:0".into(),
+            program,
+            root_args: Vec::new(),
+            leaf_args: Vec::new(),
+        }
+    }
+}
+
 /// One running process of the cluster.
 pub struct Process {
     pub name: String,

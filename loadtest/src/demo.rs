@@ -87,13 +87,13 @@ async fn start(args: &UpArgs) -> anyhow::Result<LocalCluster> {
     }
     check_shape(args)?;
     let spec = ClusterSpec {
-        shards: args.shards,
-        replicas: args.replicas,
-        data_dir: args.data_dir.clone(),
         http_listen: args.listen.clone(),
-        program: std::env::current_exe()?,
-        root_args: Vec::new(),
-        leaf_args: Vec::new(),
+        ..ClusterSpec::new(
+            args.shards,
+            args.replicas,
+            args.data_dir.clone(),
+            std::env::current_exe()?,
+        )
     };
     eprintln!(
         "starting {} shards x {} replicas in {}",

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use fanout_indexer::ndjson::{Line, LineReader};
+use fanout_indexer::Input;
 use fanout_leaf::{SchemaConfig, ShardIndex, WriterOptions};
 
 /// Reads queries: JSON lines with a `query` field (the sbg log's format), or plain text lines.
@@ -38,9 +39,7 @@ pub fn build_direct_index(corpus: &Path) -> anyhow::Result<ShardIndex> {
             memory_bytes: 256 << 20,
         },
     )?;
-    let file =
-        std::fs::File::open(corpus).with_context(|| format!("cannot open {}", corpus.display()))?;
-    let mut reader = LineReader::open(Box::new(file), 10 << 20)?;
+    let mut reader = LineReader::open(Input::open(corpus)?.reader, 10 << 20)?;
     let mut batch = Vec::with_capacity(10_000);
     while let Some((_, line)) = reader.next_line()? {
         if let Line::Text(t) = line {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use fanout_indexer::ndjson::{Line, LineReader};
 use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog};
 use fanout_leaf::SchemaConfig;
@@ -88,9 +87,7 @@ pub fn direct_run(dir: &Path, corpus: &Path, threads: usize) -> anyhow::Result<I
     let started = Instant::now();
     let index = Index::create_in_dir(dir, schema.clone())?;
     let mut writer = index.writer_with_num_threads(threads, threads * (64 << 20))?;
-    let file =
-        std::fs::File::open(corpus).with_context(|| format!("cannot open {}", corpus.display()))?;
-    let mut reader = LineReader::open(Box::new(file), 10 << 20)?;
+    let mut reader = LineReader::open(Input::open(corpus)?.reader, 10 << 20)?;
     let mut docs = 0;
     while let Some((_, line)) = reader.next_line()? {
         let Line::Text(text) = line else { continue };

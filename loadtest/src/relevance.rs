@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use fanout_indexer::ndjson::{Line, LineReader};
+use fanout_indexer::Input;
 use serde_json::Value;
 
 /// Judgments: query id → (document id → grade).
@@ -101,9 +102,7 @@ pub fn read_queries(path: &Path, qrels: &Qrels) -> anyhow::Result<Vec<(String, S
 /// (`{id, title, body}`) in `out`. With `combine`, the body holds the title and the text
 /// together, as Anserini indexes BEIR (one `contents` field). Returns the number of documents.
 pub fn convert_corpus(corpus: &Path, out: &Path, combine: bool) -> anyhow::Result<u64> {
-    let file =
-        std::fs::File::open(corpus).with_context(|| format!("cannot open {}", corpus.display()))?;
-    let mut reader = LineReader::open(Box::new(file), 10 << 20)?;
+    let mut reader = LineReader::open(Input::open(corpus)?.reader, 10 << 20)?;
     let mut writer = std::io::BufWriter::new(std::fs::File::create(out)?);
     let mut n = 0;
     while let Some((number, line)) = reader.next_line()? {

@@ -125,13 +125,13 @@ async fn assert_exactly(cluster: &LocalCluster, ids: &[String], why: &str) {
 async fn acknowledged_documents_survive_kill_9_and_re_runs_leave_one_copy() {
     let dir = tempfile::tempdir().unwrap();
     let spec = ClusterSpec {
-        shards: 2,
-        replicas: 2,
-        data_dir: dir.path().join("cluster"),
-        http_listen: "127.0.0.1:0".into(),
-        program: env!("CARGO_BIN_EXE_fanout-cluster").into(),
-        root_args: Vec::new(),
         leaf_args: vec!["--refresh-interval".into(), "1h".into()],
+        ..ClusterSpec::new(
+            2,
+            2,
+            dir.path().join("cluster"),
+            env!("CARGO_BIN_EXE_fanout-cluster").into(),
+        )
     };
     let mut cluster = LocalCluster::start_leaves(&spec).await.unwrap();
     let n = 40_000;

@@ -45,13 +45,13 @@ async fn no_query_fails_while_one_replica_stalls_repeatedly_and_another_is_kille
     let (corpus, queries) = sample(dir.path(), 5_000);
     let deadline_ms = 2_000;
     let spec = ClusterSpec {
-        shards: 2,
-        replicas: 2,
-        data_dir: dir.path().join("cluster"),
-        http_listen: "127.0.0.1:0".into(),
-        program: env!("CARGO_BIN_EXE_fanout-cluster").into(),
         root_args: vec!["--default-timeout-ms".into(), deadline_ms.to_string()],
-        leaf_args: Vec::new(),
+        ..ClusterSpec::new(
+            2,
+            2,
+            dir.path().join("cluster"),
+            env!("CARGO_BIN_EXE_fanout-cluster").into(),
+        )
     };
     let mut cluster = LocalCluster::start_leaves(&spec).await.unwrap();
     cluster.index_corpus(&corpus).await.unwrap();
