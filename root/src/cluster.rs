@@ -1,10 +1,15 @@
 //! The root's view of the cluster: each shard's replica set, with a client and the state of
 //! every replica, and the shard's hedging state (recent latencies, budget).
+//!
+//! A shard's membership can change while the root serves (DNS discovery adds and removes
+//! replicas). A request works on a snapshot of the membership taken when it starts, so a change
+//! never shifts the replicas under it; replicas that stay keep what the root learnt of them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fanout_proto::{ShardId, Topology};
+use arc_swap::ArcSwap;
+use fanout_proto::{ReplicaAddr, ShardId, Topology};
 
 use crate::choose::power_of_two_choices;
 use crate::client::{GrpcLeafClient, LeafClient};
@@ -34,58 +39,107 @@ impl Replica {
     }
 }
 
+impl Replica {
+    fn new(name: String, client: Arc<dyn LeafClient>, config: &RootConfig) -> Self {
+        Self {
+            ejections: metrics::counter!("fanout_root_ejections_total", "replica" => name.clone()),
+            state: ReplicaState::new(&config.replica),
+            name,
+            client,
+        }
+    }
+}
+
+/// A shard's membership at one moment; requests index replicas by position in it.
+pub type Replicas = Arc<Vec<Arc<Replica>>>;
+
+/// What a membership update did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+impl MembershipChange {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+}
+
 /// The replicas of one shard and what the root has learnt about them.
 pub struct ReplicaSet {
     pub shard: ShardId,
-    pub replicas: Vec<Replica>,
+    replicas: ArcSwap<Vec<Arc<Replica>>>,
+    /// Serializes membership updates, so that two cannot lose each other's replicas.
+    updating: Mutex<()>,
+    replica_config: RootConfig,
     window: Mutex<LatencyWindow>,
     pub budget: HedgeBudget,
     pub metrics: ShardMetrics,
 }
 
 impl ReplicaSet {
-    /// A shard's replicas, each given as a name and a client; there must be at least one.
+    /// A shard's replicas, each given as a name and a client. The set may start empty when
+    /// discovery fills it in; a request to an empty shard fails at once as unavailable.
     pub fn new(
         shard: ShardId,
         replicas: Vec<(String, Arc<dyn LeafClient>)>,
         config: &RootConfig,
     ) -> Self {
-        assert!(
-            !replicas.is_empty(),
-            "shard {shard} needs at least one replica"
-        );
         let replicas = replicas
             .into_iter()
-            .map(|(name, client)| Replica {
-                ejections: metrics::counter!("fanout_root_ejections_total", "replica" => name.clone()),
-                state: ReplicaState::new(&config.replica),
-                name,
-                client,
-            })
+            .map(|(name, client)| Arc::new(Replica::new(name, client, config)))
             .collect();
         Self {
             shard,
-            replicas,
+            replicas: ArcSwap::from_pointee(replicas),
+            updating: Mutex::new(()),
+            replica_config: config.clone(),
             window: Mutex::new(LatencyWindow::new(&config.hedge)),
             budget: HedgeBudget::new(&config.hedge),
             metrics: ShardMetrics::new(shard),
         }
     }
 
-    /// Chooses a replica not yet tried for this request: power of two choices over the ones not
-    /// ejected, or, if all untried ones are ejected, over those (their ejection may be stale).
-    pub fn choose(&self, tried: &[bool], policy: &ReplicaPolicy) -> Option<usize> {
-        let loads = |want_available: bool| -> Vec<Option<f64>> {
-            self.replicas
-                .iter()
-                .zip(tried)
-                .map(|(r, &t)| {
-                    (!t && r.state.is_available() == want_available).then(|| r.state.load(policy))
-                })
-                .collect()
-        };
-        power_of_two_choices(&loads(true), |n| fastrand::usize(..n))
-            .or_else(|| power_of_two_choices(&loads(false), |n| fastrand::usize(..n)))
+    /// The current membership. A request keeps this snapshot from start to end.
+    pub fn replicas(&self) -> Replicas {
+        self.replicas.load_full()
+    }
+
+    /// Makes `names` the membership, in that order: replicas already known keep their state
+    /// (latency, ejection), new ones get a client from `connect` (skipped, with a warning, if it
+    /// fails), the others are dropped. Requests in flight to a dropped replica finish on their
+    /// snapshot.
+    pub fn set_membership(
+        &self,
+        names: &[String],
+        mut connect: impl FnMut(&str) -> Option<Arc<dyn LeafClient>>,
+    ) -> MembershipChange {
+        let _guard = self.updating.lock().expect("membership lock");
+        let current = self.replicas.load_full();
+        let mut change = MembershipChange::default();
+        let mut next = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(known) = current.iter().find(|r| &r.name == name) {
+                next.push(Arc::clone(known));
+            } else if let Some(client) = connect(name) {
+                next.push(Arc::new(Replica::new(
+                    name.clone(),
+                    client,
+                    &self.replica_config,
+                )));
+                change.added.push(name.clone());
+            }
+        }
+        change.removed = current
+            .iter()
+            .filter(|r| !names.contains(&r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        if !change.is_empty() {
+            self.replicas.store(Arc::new(next));
+        }
+        change
     }
 
     /// Records the latency of an answered request.
@@ -103,8 +157,25 @@ impl ReplicaSet {
 
     /// Whether at least one replica answered its last request or probe.
     pub fn has_reachable_replica(&self) -> bool {
-        self.replicas.iter().any(|r| !r.state.is_failing())
+        self.replicas.load().iter().any(|r| !r.state.is_failing())
     }
+}
+
+/// Chooses a replica of `replicas` not yet tried for this request: power of two choices over the
+/// ones not ejected, or, if all untried ones are ejected, over those (their ejection may be
+/// stale).
+pub fn choose(replicas: &[Arc<Replica>], tried: &[bool], policy: &ReplicaPolicy) -> Option<usize> {
+    let loads = |want_available: bool| -> Vec<Option<f64>> {
+        replicas
+            .iter()
+            .zip(tried)
+            .map(|(r, &t)| {
+                (!t && r.state.is_available() == want_available).then(|| r.state.load(policy))
+            })
+            .collect()
+    };
+    power_of_two_choices(&loads(true), |n| fastrand::usize(..n))
+        .or_else(|| power_of_two_choices(&loads(false), |n| fastrand::usize(..n)))
 }
 
 /// Every shard's replica set, indexed by shard id.
@@ -153,6 +224,41 @@ impl Cluster {
         Ok(Self::new(shards))
     }
 
+    /// `num_shards` shards with no replicas yet, for discovery to fill in.
+    pub fn empty(num_shards: u32, config: &RootConfig) -> Self {
+        Self::new(
+            (0..num_shards)
+                .map(|shard| ReplicaSet::new(shard, Vec::new(), config))
+                .collect(),
+        )
+    }
+
+    /// Makes `addrs` the membership of `shard`, with lazily connected gRPC clients for new
+    /// replicas, and forgets the statistics generations of the replicas that left.
+    pub fn set_shard_replicas(
+        &self,
+        shard: ShardId,
+        addrs: &[ReplicaAddr],
+        config: &RootConfig,
+    ) -> MembershipChange {
+        let set = &self.shards[shard as usize];
+        let names: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        let change = set.set_membership(&names, |name| {
+            let addr = ReplicaAddr::parse(name).ok()?;
+            match GrpcLeafClient::new(&addr, config.connect_timeout) {
+                Ok(client) => Some(Arc::new(client) as Arc<dyn LeafClient>),
+                Err(e) => {
+                    tracing::warn!(shard, replica = %name, error = %e, "cannot make a client for a discovered replica");
+                    None
+                }
+            }
+        });
+        if !change.removed.is_empty() {
+            self.stats.forget_replicas(shard, &change.removed);
+        }
+        change
+    }
+
     /// The replica sets, by shard id.
     pub fn shards(&self) -> &[ReplicaSet] {
         &self.shards
@@ -179,23 +285,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn never_chooses_a_tried_replica_and_prefers_available_ones() {
         let set = set(3);
+        let replicas = set.replicas();
         let policy = ReplicaPolicy::default();
         for _ in 0..50 {
-            assert_eq!(set.choose(&[true, false, true], &policy), Some(1));
+            assert_eq!(choose(&replicas, &[true, false, true], &policy), Some(1));
         }
-        assert_eq!(set.choose(&[true, true, true], &policy), None);
-        set.replicas[0].state.record_failure(&policy);
-        set.replicas[0].state.record_failure(&policy);
-        assert!(!set.replicas[0].state.is_available());
+        assert_eq!(choose(&replicas, &[true, true, true], &policy), None);
+        replicas[0].state.record_failure(&policy);
+        replicas[0].state.record_failure(&policy);
+        assert!(!replicas[0].state.is_available());
         for _ in 0..50 {
             assert_ne!(
-                set.choose(&[false, false, false], &policy),
+                choose(&replicas, &[false, false, false], &policy),
                 Some(0),
                 "ejected replicas go last"
             );
         }
         assert_eq!(
-            set.choose(&[false, true, true], &policy),
+            choose(&replicas, &[false, true, true], &policy),
             Some(0),
             "but are still a last resort"
         );
@@ -205,12 +312,44 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn spreads_load_toward_the_less_busy_replica() {
         let set = set(2);
+        let replicas = set.replicas();
         let policy = ReplicaPolicy::default();
         for _ in 0..5 {
-            set.replicas[0].state.start();
+            replicas[0].state.start();
         }
         for _ in 0..20 {
-            assert_eq!(set.choose(&[false, false], &policy), Some(1));
+            assert_eq!(choose(&replicas, &[false, false], &policy), Some(1));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn membership_changes_keep_what_was_learnt_of_staying_replicas() {
+        let set = set(2);
+        let policy = ReplicaPolicy::default();
+        let before = set.replicas();
+        before[1].state.record_failure(&policy);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut connected = Vec::new();
+        let change = set.set_membership(&names(&["r1", "r2"]), |name| {
+            connected.push(name.to_string());
+            Some(Arc::new(FakeLeaf::ok(1)) as Arc<dyn LeafClient>)
+        });
+        assert_eq!(change.added, ["r2"]);
+        assert_eq!(change.removed, ["r0"]);
+        assert_eq!(connected, ["r2"], "only new replicas get a client");
+        let after = set.replicas();
+        assert_eq!(
+            after.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["r1", "r2"]
+        );
+        assert!(Arc::ptr_eq(&before[1], &after[0]), "r1 is the same replica");
+        assert!(after[0].state.is_failing(), "and keeps its failure");
+        assert_eq!(before.len(), 2, "a snapshot taken before is unchanged");
+
+        let same = set.set_membership(&names(&["r1", "r2"]), |_| unreachable!());
+        assert!(same.is_empty());
+        let failed = set.set_membership(&names(&["r1", "r2", "bad"]), |_| None);
+        assert!(failed.is_empty(), "a replica without a client is not added");
+        assert_eq!(set.replicas().len(), 2);
     }
 }

@@ -11,8 +11,12 @@ use crate::config::RootConfig;
 
 /// Probes every replica once, concurrently, and records the answers.
 pub async fn probe_all(cluster: &Cluster, config: &RootConfig) {
-    let replicas = cluster.shards().iter().flat_map(|set| set.replicas.iter());
-    let probes = replicas.map(|replica| async move {
+    let replicas: Vec<_> = cluster
+        .shards()
+        .iter()
+        .flat_map(|set| set.replicas().iter().cloned().collect::<Vec<_>>())
+        .collect();
+    let probes = replicas.iter().map(|replica| async move {
         if replica.client.check_health(config.probe_timeout).await {
             replica.state.record_success(&config.replica);
         } else {

@@ -11,6 +11,7 @@
 //!    refuse it);
 //! 4. at the deadline, whatever is still in flight is cancelled and the shard reported missing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fanout_proto::{pb, ShardId};
@@ -20,7 +21,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::client::ShardError;
-use crate::cluster::{Cluster, Replica, ReplicaSet};
+use crate::cluster::{choose, Cluster, Replica, ReplicaSet, Replicas};
 use crate::config::RootConfig;
 use crate::replica::{ReplicaPolicy, ReplicaState};
 
@@ -155,7 +156,7 @@ impl Drop for InFlight<'_> {
 
 /// One attempt: the replica's answer, tagged with the attempt's slot in the report list.
 async fn attempt(
-    replica: &Replica,
+    replica: Arc<Replica>,
     policy: &ReplicaPolicy,
     request: pb::SearchRequest,
     deadline: Instant,
@@ -173,6 +174,8 @@ type AttemptFuture<'a> = BoxFuture<'a, (usize, Result<pb::SearchResponse, ShardE
 /// The attempts of one shard request so far.
 struct Attempts<'a> {
     set: &'a ReplicaSet,
+    /// The shard's membership when the request started.
+    replicas: Replicas,
     policy: &'a ReplicaPolicy,
     request: &'a pb::SearchRequest,
     deadline: Instant,
@@ -186,12 +189,12 @@ struct Attempts<'a> {
 impl<'a> Attempts<'a> {
     /// Sends the request to a replica not tried yet, if there is one.
     fn launch(&mut self, kind: AttemptKind) -> bool {
-        let Some(index) = self.set.choose(&self.tried, self.policy) else {
+        let Some(index) = choose(&self.replicas, &self.tried, self.policy) else {
             return false;
         };
         self.tried[index] = true;
         let slot = self.reports.len();
-        let replica = &self.set.replicas[index];
+        let replica = Arc::clone(&self.replicas[index]);
         self.reports.push(AttemptReport {
             replica: replica.name.clone(),
             kind,
@@ -211,8 +214,8 @@ impl<'a> Attempts<'a> {
         true
     }
 
-    fn replica(&self, slot: usize) -> &'a Replica {
-        &self.set.replicas[self.sent[slot].0]
+    fn replica(&self, slot: usize) -> Arc<Replica> {
+        Arc::clone(&self.replicas[self.sent[slot].0])
     }
 
     /// Attempts neither answered nor failed: the ones about to be cancelled.
@@ -233,19 +236,29 @@ pub async fn search_shard(
 ) -> ShardOutcome {
     let policy = &config.replica;
     let started = Instant::now();
+    let replicas = set.replicas();
     let mut attempts = Attempts {
         set,
+        tried: vec![false; replicas.len()],
+        replicas,
         policy,
         request,
         deadline,
-        tried: vec![false; set.replicas.len()],
         reports: Vec::new(),
         sent: Vec::new(),
         in_flight: FuturesUnordered::new(),
     };
     set.budget.deposit();
-    attempts.launch(AttemptKind::Primary);
-    let hedging = options.hedge && config.hedge.enabled && set.replicas.len() > 1;
+    if !attempts.launch(AttemptKind::Primary) {
+        return ShardOutcome {
+            shard: set.shard,
+            result: Err(ShardError::Unavailable(
+                "the shard has no known replica".into(),
+            )),
+            attempts: Vec::new(),
+        };
+    }
+    let hedging = options.hedge && config.hedge.enabled && attempts.replicas.len() > 1;
     let mut hedge_at = hedging.then(|| (started + set.hedge_delay()).min(deadline));
     let mut timed_out = false;
 

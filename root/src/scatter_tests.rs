@@ -141,7 +141,7 @@ async fn without_hedging_a_stalled_primary_holds_its_shard_until_the_deadline() 
         let stalled = FakeLeaf::with(Behaviour::Stall);
         let cluster = cluster(vec![vec![stalled.clone(), FakeLeaf::ok(4)]], &config);
         for _ in 0..3 {
-            cluster.shards()[0].replicas[1].state.start();
+            cluster.shards()[0].replicas()[1].state.start();
         }
         (stalled, cluster)
     };
@@ -166,7 +166,7 @@ async fn the_loser_of_a_hedge_is_cancelled() {
     let cluster = cluster(vec![vec![slow.clone(), fast.clone()]], &config);
     // Make the slow one the primary: the fast one is busy.
     for _ in 0..3 {
-        cluster.shards()[0].replicas[1].state.start();
+        cluster.shards()[0].replicas()[1].state.start();
     }
     let (out, took) = one(&cluster, &config, ms(1_000), HEDGE).await;
     assert_eq!(took, ms(15), "hedge sent at 10 ms, answered 5 ms later");
@@ -186,7 +186,7 @@ async fn the_loser_of_a_hedge_is_cancelled() {
     assert_eq!(slow.cancelled(), 1);
     assert_eq!(slow.answered.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert_eq!(
-        cluster.shards()[0].replicas[0].state.outstanding(),
+        cluster.shards()[0].replicas()[0].state.outstanding(),
         0,
         "the cancelled request is no longer counted"
     );
@@ -217,7 +217,7 @@ async fn a_dead_replica_is_ejected_then_readmitted_after_its_backoff() {
     let flaky = FakeLeaf::with(Behaviour::Fail(ShardError::Unavailable("refused".into())));
     let steady = FakeLeaf::ok(2);
     let cluster = cluster(vec![vec![flaky.clone(), steady.clone()]], &config);
-    let replica = &cluster.shards()[0].replicas[0];
+    let replica = &cluster.shards()[0].replicas()[0];
     while flaky.calls() < 2 {
         let (out, _) = one(&cluster, &config, ms(1_000), NO_HEDGE).await;
         assert!(

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::client::ShardError;
-use crate::cluster::{Cluster, ReplicaSet};
+use crate::cluster::{choose, Cluster, ReplicaSet};
 use crate::replica::ReplicaPolicy;
 
 /// Bounds on what the cache holds; past them it starts over (cheaply refilled).
@@ -123,6 +123,15 @@ impl StatsCache {
         }
     }
 
+    /// Forgets the generations of replicas that left `shard`, so that membership churn does
+    /// not grow the cache.
+    pub fn forget_replicas(&self, shard: ShardId, replicas: &[String]) {
+        let mut inner = self.inner.lock().expect("stats cache poisoned");
+        if let Some(s) = inner.shards.get_mut(shard as usize) {
+            s.generations.retain(|name, _| !replicas.contains(name));
+        }
+    }
+
     /// Notes the generation a replica answered a search from. Returns whether that
     /// invalidated the shard's statistics.
     pub fn observe(&self, shard: ShardId, replica: &str, generation: u64) -> bool {
@@ -200,9 +209,10 @@ async fn shard_stats(
     query: &str,
     deadline: Instant,
 ) -> Result<(String, pb::StatsResponse), ShardError> {
-    let mut tried = vec![false; set.replicas.len()];
+    let replicas = set.replicas();
+    let mut tried = vec![false; replicas.len()];
     let mut last = ShardError::Unavailable("no replica".into());
-    while let Some(slot) = set.choose(&tried, policy) {
+    while let Some(slot) = choose(&replicas, &tried, policy) {
         // A silent replica may keep only its share of the time from the others.
         let untried = tried.iter().filter(|t| !**t).count() as u32;
         tried[slot] = true;
@@ -213,8 +223,8 @@ async fn shard_stats(
         let request = pb::StatsRequest {
             query: query.to_string(),
         };
-        match set.replicas[slot].client.stats(request, left).await {
-            Ok(response) => return Ok((set.replicas[slot].name.clone(), response)),
+        match replicas[slot].client.stats(request, left).await {
+            Ok(response) => return Ok((replicas[slot].name.clone(), response)),
             Err(e) if !e.is_retryable() => return Err(e),
             Err(e) => last = e,
         }
