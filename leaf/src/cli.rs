@@ -50,6 +50,10 @@ pub struct Args {
     /// bounds the replay after a crash.
     #[arg(long, env = "FANOUT_LEAF_MAX_UNCOMMITTED_MB", default_value_t = 256)]
     pub max_uncommitted_mb: u64,
+    /// On SIGTERM, keep serving this long with gRPC health NOT_SERVING before refusing new
+    /// connections, so that roots stop choosing this replica first (`5s`; default 0).
+    #[arg(long, env = "FANOUT_LEAF_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: std::time::Duration,
 }
 
 /// Opens the index, binds, prints the bound address and serves until Ctrl-C or SIGTERM.
@@ -80,7 +84,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .with_refresh(RefreshPolicy {
         interval: args.refresh_interval,
         max_log_bytes: args.max_uncommitted_mb.max(1) << 20,
-    });
+    })
+    .with_shutdown_delay(args.shutdown_delay);
     let info = leaf.info();
     tracing::info!(%addr, shard, %replica, docs = info.num_docs, replayed = info.replayed_records, "leaf serving");
     println!("listening on {addr}");

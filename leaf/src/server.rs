@@ -1,5 +1,7 @@
 //! Serving a leaf: the caller binds, [`serve`] serves and commits on the refresh timer until
-//! `shutdown` resolves, then lets in-flight requests finish and commits what they wrote.
+//! `shutdown` resolves. Then health says NOT_SERVING while the leaf serves on for its shutdown
+//! delay (roots stop choosing it), then it refuses new connections, lets in-flight requests
+//! finish and commits what they wrote.
 
 use std::future::Future;
 
@@ -29,6 +31,18 @@ pub async fn serve(
             let _ = stream.set_nodelay(true);
         })
     });
+    let delay = leaf.shutdown_delay();
+    let shutdown = async move {
+        shutdown.await;
+        health.set_not_serving::<LeafServer<GrpcLeaf>>().await;
+        if !delay.is_zero() {
+            tracing::info!(
+                ?delay,
+                "shutting down: health says NOT_SERVING, still serving until the delay ends"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    };
     let service = LeafServer::new(GrpcLeaf(leaf.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -73,11 +87,17 @@ impl LeafHandle {
         })
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the server to end.
-    pub async fn shutdown(mut self) {
+    /// Begins shutting down (see [`serve`]) without waiting for the end.
+    pub fn begin_shutdown(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Shuts down: stops accepting, lets in-flight requests finish, and waits for the server to
+    /// end.
+    pub async fn shutdown(mut self) {
+        self.begin_shutdown();
         let _ = (&mut self.task).await;
     }
 }

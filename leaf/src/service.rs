@@ -28,6 +28,7 @@ pub struct LeafService {
     search_slots: Arc<Semaphore>,
     stats: Arc<SearchStats>,
     refresh: RefreshPolicy,
+    shutdown_delay: std::time::Duration,
 }
 
 /// Counts of searches run and skipped because their caller had gone.
@@ -98,7 +99,20 @@ impl LeafService {
             search_slots: Arc::new(Semaphore::new(slots.max(1))),
             stats: Arc::new(SearchStats::default()),
             refresh: RefreshPolicy::default(),
+            shutdown_delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// On shutdown, keep serving this long while health says NOT_SERVING, so that roots stop
+    /// choosing this replica before it stops accepting.
+    pub fn with_shutdown_delay(mut self, delay: std::time::Duration) -> Self {
+        self.shutdown_delay = delay;
+        self
+    }
+
+    /// How long this leaf keeps serving after it was told to stop.
+    pub fn shutdown_delay(&self) -> std::time::Duration {
+        self.shutdown_delay
     }
 
     /// Commits by `policy` rather than the default (once a second).

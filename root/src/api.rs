@@ -4,11 +4,12 @@
 //!   fields as a JSON body: search every shard, return the merged page.
 //! - `GET /v1/health`: liveness; 200 while the process serves HTTP.
 //! - `GET /v1/ready`: readiness; 200 while every shard has a reachable replica, else 503 naming
-//!   the shards without one.
+//!   the shards without one; 503 too once the root is shutting down.
 //! - `GET /metrics`: Prometheus metrics, when the root was given a recorder.
 //!
 //! Anything else is a JSON 404. Errors are `{"error": {"status": N, "reason": "..."}}`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -21,6 +22,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
+use crate::discovery::Discovery;
 use crate::error::ApiError;
 use crate::health::unavailable_shards;
 use crate::search::{search, SearchParams, SearchResult};
@@ -30,6 +32,34 @@ pub struct RootState {
     pub cluster: Arc<Cluster>,
     pub config: RootConfig,
     pub metrics: Option<PrometheusHandle>,
+    /// Where each shard's replicas come from when they are not fixed.
+    pub discovery: Option<Discovery>,
+    /// Set once shutdown began: readiness fails so that load balancers stop sending, while
+    /// searches are still served.
+    pub draining: AtomicBool,
+}
+
+impl RootState {
+    /// State over a cluster with fixed membership and no metrics.
+    pub fn new(cluster: Arc<Cluster>, config: RootConfig) -> Self {
+        Self {
+            cluster,
+            config,
+            metrics: None,
+            discovery: None,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn with_metrics(mut self, metrics: PrometheusHandle) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub fn with_discovery(mut self, discovery: Discovery) -> Self {
+        self.discovery = Some(discovery);
+        self
+    }
 }
 
 /// The root's routes.
@@ -73,6 +103,10 @@ async fn run(state: &RootState, params: SearchParams) -> Result<Json<SearchResul
 }
 
 async fn ready(State(state): State<Arc<RootState>>) -> Response {
+    if state.draining.load(Ordering::Relaxed) {
+        let body = serde_json::json!({ "ready": false, "draining": true });
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
     let missing = unavailable_shards(&state.cluster);
     if missing.is_empty() {
         Json(serde_json::json!({ "ready": true })).into_response()

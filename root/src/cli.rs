@@ -11,6 +11,7 @@ use fanout_proto::Topology;
 use crate::api::RootState;
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
+use crate::discovery::{shard_names, Discovery, SystemResolver};
 use crate::hedge::HedgePolicy;
 use crate::replica::ReplicaPolicy;
 use crate::stats::StatsMode;
@@ -24,11 +25,38 @@ pub struct Args {
     #[arg(long, env = "FANOUT_ROOT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Topology file (TOML) naming every shard's replicas.
-    #[arg(long, env = "FANOUT_ROOT_TOPOLOGY", conflicts_with = "shard")]
+    #[arg(long, env = "FANOUT_ROOT_TOPOLOGY", conflicts_with_all = ["shard", "discover"])]
     pub topology: Option<PathBuf>,
-    /// A shard and its replicas, `ID=HOST:PORT[,HOST:PORT...]`; repeat for every shard.
-    #[arg(long, value_name = "SPEC")]
+    /// A shard and its replicas, `ID=HOST:PORT[,HOST:PORT...]`; repeat for every shard (in the
+    /// environment, separate shards with spaces).
+    #[arg(
+        long,
+        env = "FANOUT_ROOT_SHARD",
+        value_name = "SPEC",
+        value_delimiter = ' ',
+        conflicts_with = "discover"
+    )]
     pub shard: Vec<String>,
+    /// Find each shard's replicas in DNS instead: the name of shard S is this template with
+    /// `{shard}` replaced by S, such as `fanout-leaf-{shard}:7000` (a headless Service per
+    /// shard). Needs --num-shards.
+    #[arg(
+        long,
+        env = "FANOUT_ROOT_DISCOVER",
+        value_name = "TEMPLATE",
+        requires = "num_shards"
+    )]
+    pub discover: Option<String>,
+    /// How many shards there are, with --discover.
+    #[arg(long, env = "FANOUT_ROOT_NUM_SHARDS", requires = "discover")]
+    pub num_shards: Option<u32>,
+    /// How often --discover resolves the shards' names again (`5s`, `500ms`).
+    #[arg(long, env = "FANOUT_ROOT_DISCOVER_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub discover_interval: Duration,
+    /// On SIGTERM, keep serving this long with readiness failing before refusing new
+    /// connections, so that load balancers stop sending first (`5s`; default 0).
+    #[arg(long, env = "FANOUT_ROOT_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
     /// Deadline of a search that names none, in milliseconds.
     #[arg(long, env = "FANOUT_ROOT_DEFAULT_TIMEOUT_MS", default_value_t = 2_000)]
     pub default_timeout_ms: u64,
@@ -83,12 +111,28 @@ impl Args {
         Topology::from_file_or_specs(self.topology.as_deref(), &self.shard)
     }
 
+    /// The cluster these flags name: fixed replicas, or shards to fill in from DNS.
+    pub fn cluster(&self, config: &RootConfig) -> anyhow::Result<(Cluster, Option<Discovery>)> {
+        let Some(template) = &self.discover else {
+            return Ok((Cluster::connect(&self.topology()?, config)?, None));
+        };
+        let names = shard_names(template, self.num_shards.unwrap_or(0))?;
+        let cluster = Cluster::empty(names.len() as u32, config);
+        let discovery = Discovery {
+            names,
+            resolver: Arc::new(SystemResolver),
+            interval: self.discover_interval.max(Duration::from_millis(100)),
+        };
+        Ok((cluster, Some(discovery)))
+    }
+
     /// The configuration these flags describe.
     pub fn config(&self) -> RootConfig {
         RootConfig {
             default_timeout: Duration::from_millis(self.default_timeout_ms.max(1)),
             max_timeout: Duration::from_millis(self.max_timeout_ms.max(self.default_timeout_ms)),
             probe_interval: Duration::from_millis(self.probe_interval_ms.max(10)),
+            shutdown_delay: self.shutdown_delay,
             stats: if self.stats == "shard" {
                 StatsMode::Shard
             } else {
@@ -120,24 +164,24 @@ impl Args {
 
 /// Binds, prints the bound address and serves until Ctrl-C or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let topology = args.topology()?;
     let config = args.config();
     // Before the cluster: it registers its metric handles with whatever recorder is installed.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    let cluster = Arc::new(Cluster::connect(&topology, &config)?);
+    let (cluster, discovery) = args.cluster(&config)?;
+    let shards = cluster.shards().len();
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, shards = topology.num_shards(), "root serving");
+    tracing::info!(%addr, shards, discovery = args.discover.as_deref(), "root serving");
     println!("listening on {addr}");
-    let state = Arc::new(RootState {
-        cluster,
-        config,
-        metrics: Some(metrics),
-    });
+    let mut state = RootState::new(Arc::new(cluster), config).with_metrics(metrics);
+    if let Some(discovery) = discovery {
+        state = state.with_discovery(discovery);
+    }
+    let state = Arc::new(state);
     crate::server::serve(listener, state, shutdown_signal()).await?;
     tracing::info!(%addr, "root stopped");
     Ok(())

@@ -30,6 +30,9 @@ pub struct RootConfig {
     pub replica: ReplicaPolicy,
     /// Which BM25 statistics searches score with unless they say. Default: the cluster's.
     pub stats: StatsMode,
+    /// How long the root keeps serving after it was told to stop, with readiness failing, so
+    /// that load balancers stop sending first. Default 0.
+    pub shutdown_delay: Duration,
 }
 
 impl Default for RootConfig {
@@ -45,6 +48,7 @@ impl Default for RootConfig {
             hedge: HedgePolicy::default(),
             replica: ReplicaPolicy::default(),
             stats: StatsMode::Global,
+            shutdown_delay: Duration::ZERO,
         }
     }
 }

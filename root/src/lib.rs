@@ -11,6 +11,7 @@
 //! - [`merge`]: the pure merge of partial top-k lists and the documented rank order.
 //! - [`cluster`]: each shard's replica set and what the root knows of each replica.
 //! - [`client`]: the [`client::LeafClient`] trait, its gRPC implementation, the per-shard error.
+//! - [`discovery`]: each shard's replicas from DNS, re-resolved on an interval.
 //! - [`health`]: the background health prober and readiness.
 //! - [`config`]: the root's configuration and its defaults.
 //! - [`error`]: the HTTP boundary's error type.
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod health;
 pub mod hedge;

@@ -13,11 +13,7 @@ pub async fn start_root(
     let cluster = Arc::new(Cluster::connect(topology, &config).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = format!("http://{}", listener.local_addr().unwrap());
-    let state = Arc::new(RootState {
-        cluster,
-        config,
-        metrics: None,
-    });
+    let state = Arc::new(RootState::new(cluster, config));
     (
         http,
         tokio::spawn(fanout_root::server::serve(
