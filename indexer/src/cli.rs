@@ -59,38 +59,46 @@ pub struct PlanArgs {
 /// Indexing (the default command).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// NDJSON files, plain or gzip; `-` or nothing reads standard input.
+    /// NDJSON files, plain or gzip; `-` or nothing reads standard input (in the environment,
+    /// separate files with spaces).
+    #[arg(env = "FANOUT_INDEXER_INPUTS", value_delimiter = ' ')]
     pub inputs: Vec<PathBuf>,
     /// Topology file (TOML) naming every shard's replicas.
-    #[arg(long, env = "FANOUT_TOPOLOGY", conflicts_with = "shard")]
+    #[arg(long, env = "FANOUT_INDEXER_TOPOLOGY", conflicts_with = "shard")]
     pub topology: Option<PathBuf>,
-    /// A shard and its replicas, `ID=HOST:PORT[,HOST:PORT...]`; repeat for every shard.
-    #[arg(long, value_name = "SPEC")]
+    /// A shard and its replicas, `ID=HOST:PORT[,HOST:PORT...]`; repeat for every shard (in the
+    /// environment, separate shards with spaces).
+    #[arg(
+        long,
+        env = "FANOUT_INDEXER_SHARD",
+        value_name = "SPEC",
+        value_delimiter = ' '
+    )]
     pub shard: Vec<String>,
     /// The documents' id field.
-    #[arg(long, default_value = "id")]
+    #[arg(long, default_value = "id", env = "FANOUT_INDEXER_ID_FIELD")]
     pub id_field: String,
     /// Documents per batch.
-    #[arg(long, default_value_t = 1_000)]
+    #[arg(long, default_value_t = 1_000, env = "FANOUT_INDEXER_BATCH_DOCS")]
     pub batch_docs: usize,
     /// Bytes per batch.
-    #[arg(long, default_value_t = 4 << 20)]
+    #[arg(long, default_value_t = 4 << 20, env = "FANOUT_INDEXER_BATCH_BYTES")]
     pub batch_bytes: usize,
     /// Longest accepted line, in bytes.
-    #[arg(long, default_value_t = 10 << 20)]
+    #[arg(long, default_value_t = 10 << 20, env = "FANOUT_INDEXER_MAX_LINE_BYTES")]
     pub max_line_bytes: usize,
     /// Retries of a failed request before a replica counts as down; the backoff doubles from
     /// 100 ms up to 5 s, so the default waits about 16 s for a restarting leaf.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, env = "FANOUT_INDEXER_RETRIES")]
     pub retries: u32,
     /// Write every rejected line's source, number and reason to this file, as NDJSON.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_INDEXER_REJECTS")]
     pub rejects: Option<PathBuf>,
     /// Delete the documents whose ids the input lines carry, instead of indexing them.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_INDEXER_DELETE")]
     pub delete: bool,
     /// No progress bar (it is drawn only when standard error is a terminal anyway).
-    #[arg(long, short = 'q')]
+    #[arg(long, short = 'q', env = "FANOUT_INDEXER_QUIET")]
     pub quiet: bool,
 }
 

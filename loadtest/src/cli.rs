@@ -157,52 +157,52 @@ pub struct SimArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The root's base URL; without it, --spawn-cluster is needed.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_URL")]
     pub url: Option<String>,
     /// Start a local cluster of leaf and root processes on --corpus for this run.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_SPAWN_CLUSTER")]
     pub spawn_cluster: bool,
     /// Shards of the spawned cluster.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, env = "FANOUT_LOADTEST_SHARDS")]
     pub shards: u32,
     /// Replicas per shard of the spawned cluster.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, env = "FANOUT_LOADTEST_REPLICAS")]
     pub replicas: u32,
     /// NDJSON corpus for the spawned cluster and the direct baseline (default: the demo corpus).
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_CORPUS")]
     pub corpus: Option<PathBuf>,
     /// A flag for the spawned root, e.g. --root-arg=--hedge-max-delay-ms=50; repeatable.
     #[arg(long, allow_hyphen_values = true)]
     pub root_arg: Vec<String>,
     /// Queries: JSON lines with a `query` field (the sbg log), or plain text lines.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_QUERIES")]
     pub queries: PathBuf,
     /// Shuffle the queries with this seed (default: in file order).
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_SHUFFLE_SEED")]
     pub shuffle_seed: Option<u64>,
     /// Open loop: requests per second.
-    #[arg(long, conflicts_with = "concurrency")]
+    #[arg(long, conflicts_with = "concurrency", env = "FANOUT_LOADTEST_RATE")]
     pub rate: Option<f64>,
     /// Closed loop: clients each waiting for their last answer.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_CONCURRENCY")]
     pub concurrency: Option<usize>,
     /// Open-loop arrivals.
-    #[arg(long, value_enum, default_value_t = Arrivals::Poisson)]
+    #[arg(long, value_enum, default_value_t = Arrivals::Poisson, env = "FANOUT_LOADTEST_ARRIVALS")]
     pub arrivals: Arrivals,
     /// Seed of the Poisson arrivals.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, env = "FANOUT_LOADTEST_SEED")]
     pub seed: u64,
     /// Unmeasured time first, e.g. 2s.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "FANOUT_LOADTEST_WARMUP")]
     pub warmup: Duration,
     /// Measured time, e.g. 20s.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FANOUT_LOADTEST_DURATION")]
     pub duration: Duration,
     /// Hits per search.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, env = "FANOUT_LOADTEST_SIZE")]
     pub size: usize,
     /// How long the client waits for an answer.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "FANOUT_LOADTEST_TIMEOUT")]
     pub timeout: Duration,
     /// A scenario `NAME[:key=value&...]`, e.g. `unhedged:hedge=false`; scenarios are
     /// interleaved request by request. Default: one scenario, `cluster`.
@@ -217,19 +217,19 @@ pub struct RunArgs {
     /// Instead of one run, find the highest open-loop rate whose p99 stays within this (e.g.
     /// 50ms), starting at --rate; then report a run at half that rate. With --direct, the same
     /// for the direct baseline.
-    #[arg(long, value_parser = parse_duration, requires = "rate")]
+    #[arg(long, value_parser = parse_duration, requires = "rate", env = "FANOUT_LOADTEST_SWEEP_P99")]
     pub sweep_p99: Option<Duration>,
     /// Afterwards, run the same load against one in-process tantivy index of --corpus.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_DIRECT")]
     pub direct: bool,
     /// Also write the reports as JSON to this file.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_JSON")]
     pub json: Option<PathBuf>,
     /// Also plot the latency percentiles of every scenario, as SVG, to this file.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_SVG")]
     pub svg: Option<PathBuf>,
     /// No progress line.
-    #[arg(long)]
+    #[arg(long, env = "FANOUT_LOADTEST_QUIET")]
     pub quiet: bool,
 }
 
