@@ -9,6 +9,7 @@ use fanout_proto::ShardId;
 use crate::index::{ShardIndex, WriterOptions};
 use crate::refresh::RefreshPolicy;
 use crate::schema::SchemaConfig;
+use crate::seed::SeedGate;
 use crate::service::LeafService;
 
 /// Serves one replica of one shard over gRPC (fanout.v1.Leaf and grpc.health.v1).
@@ -54,6 +55,11 @@ pub struct Args {
     /// connections, so that roots stop choosing this replica first (`5s`; default 0).
     #[arg(long, env = "FANOUT_LEAF_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub shutdown_delay: std::time::Duration,
+    /// Report NOT_SERVING until an import has filled this replica (the indexer's closing
+    /// Commit), so that a new, empty replica takes no queries; remembered in the data
+    /// directory.
+    #[arg(long, env = "FANOUT_LEAF_AWAIT_SEED")]
+    pub await_seed: bool,
 }
 
 /// Opens the index, binds, prints the bound address and serves until Ctrl-C or SIGTERM.
@@ -86,6 +92,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_log_bytes: args.max_uncommitted_mb.max(1) << 20,
     })
     .with_shutdown_delay(args.shutdown_delay);
+    let leaf = if args.await_seed {
+        leaf.with_seed_gate(SeedGate::open(&args.data_dir))
+    } else {
+        leaf
+    };
     let info = leaf.info();
     tracing::info!(%addr, shard, %replica, docs = info.num_docs, replayed = info.replayed_records, "leaf serving");
     println!("listening on {addr}");

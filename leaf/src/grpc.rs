@@ -77,6 +77,13 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
         _request: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::CommitResponse>, Status> {
         let (generation, num_docs) = self.0.commit().await?;
+        // An explicit commit ends an import (the refresh timer commits without one).
+        if let Some(gate) = self.0.seed_gate().cloned() {
+            tokio::task::spawn_blocking(move || gate.mark())
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|e| Status::internal(format!("cannot record the seed mark: {e}")))?;
+        }
         Ok(Response::new(pb::CommitResponse {
             generation,
             num_docs,

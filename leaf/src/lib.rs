@@ -7,6 +7,7 @@
 //! - [`service`]: the leaf as a plain async API; runs index work off the async runtime.
 //! - [`wal`]: the write-ahead log that makes an acknowledged batch durable before a commit.
 //! - [`refresh`]: when a leaf commits, so that writes become searchable.
+//! - [`seed`]: a new replica stays NOT_SERVING until an import has filled it.
 //! - [`grpc`]: the thin tonic adapter over the service.
 //! - [`server`]: `serve(listener, leaf, shutdown)`, with the gRPC health service.
 //! - [`error`]: the one error type, mapped once to gRPC status codes.
@@ -18,6 +19,7 @@ pub mod grpc;
 pub mod index;
 pub mod refresh;
 pub mod schema;
+pub mod seed;
 pub mod server;
 pub mod service;
 pub mod stats;

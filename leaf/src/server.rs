@@ -23,8 +23,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    // The index is open by the time a LeafService exists, so the leaf is ready from the start.
-    health.set_serving::<LeafServer<GrpcLeaf>>().await;
+    // The index is open by the time a LeafService exists, so the leaf is ready from the start,
+    // unless it waits for its first import.
+    let seeding = match leaf.seed_gate().cloned() {
+        Some(gate) if !gate.is_seeded() => {
+            health.set_not_serving::<LeafServer<GrpcLeaf>>().await;
+            tracing::info!("not serving until an import fills this replica (seed gate)");
+            let health = health.clone();
+            Some(tokio::spawn(async move {
+                gate.wait().await;
+                tracing::info!("seeded: serving");
+                health.set_serving::<LeafServer<GrpcLeaf>>().await;
+            }))
+        }
+        _ => {
+            health.set_serving::<LeafServer<GrpcLeaf>>().await;
+            None
+        }
+    };
     // Nagle's algorithm would hold small responses back for tens of milliseconds.
     let incoming = TcpListenerStream::new(listener).map(|conn| {
         conn.inspect(|stream| {
@@ -34,6 +50,9 @@ pub async fn serve(
     let delay = leaf.shutdown_delay();
     let shutdown = async move {
         shutdown.await;
+        if let Some(task) = seeding {
+            task.abort();
+        }
         health.set_not_serving::<LeafServer<GrpcLeaf>>().await;
         if !delay.is_zero() {
             tracing::info!(

@@ -18,6 +18,7 @@ use fanout_proto::ShardId;
 use crate::error::LeafError;
 use crate::index::{BatchOutcome, LeafHits, ShardIndex};
 use crate::refresh::RefreshPolicy;
+use crate::seed::SeedGate;
 use crate::stats::CorpusStats;
 
 /// One replica of one shard, ready to serve.
@@ -29,6 +30,7 @@ pub struct LeafService {
     stats: Arc<SearchStats>,
     refresh: RefreshPolicy,
     shutdown_delay: std::time::Duration,
+    seed: Option<Arc<SeedGate>>,
 }
 
 /// Counts of searches run and skipped because their caller had gone.
@@ -100,6 +102,7 @@ impl LeafService {
             stats: Arc::new(SearchStats::default()),
             refresh: RefreshPolicy::default(),
             shutdown_delay: std::time::Duration::ZERO,
+            seed: None,
         }
     }
 
@@ -108,6 +111,17 @@ impl LeafService {
     pub fn with_shutdown_delay(mut self, delay: std::time::Duration) -> Self {
         self.shutdown_delay = delay;
         self
+    }
+
+    /// Reports NOT_SERVING until `gate` is open (see [`crate::seed`]); a `Commit` opens it.
+    pub fn with_seed_gate(mut self, gate: SeedGate) -> Self {
+        self.seed = Some(Arc::new(gate));
+        self
+    }
+
+    /// The seed gate, if this leaf has one.
+    pub fn seed_gate(&self) -> Option<&Arc<SeedGate>> {
+        self.seed.as_ref()
     }
 
     /// How long this leaf keeps serving after it was told to stop.
