@@ -6,10 +6,12 @@
 //! documents are replaced by id, never duplicated, and a replica that missed part of a run gets
 //! it on the re-run.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fanout_proto::Topology;
 
@@ -54,6 +56,11 @@ pub struct PlanArgs {
     /// The documents' id field.
     #[arg(long, default_value = "id")]
     pub id_field: String,
+    /// Write the id of every document that changes shard to this file, one `{"id": ...}` line
+    /// each: after the move, `fanout-indexer --delete` of this file over the old topology
+    /// removes them from their old shards.
+    #[arg(long)]
+    pub moved: Option<PathBuf>,
 }
 
 /// Indexing (the default command).
@@ -124,20 +131,43 @@ fn plan(args: PlanArgs) -> anyhow::Result<i32> {
         "--from and --to must be at least 1"
     );
     let mut plan = ReshardPlan::new(args.from, args.to);
+    let mut moved = match &args.moved {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => None,
+    };
     let mut skipped = 0u64;
     for input in open_inputs(&args.inputs)? {
         let mut reader = LineReader::open(input.reader, 10 << 20)?;
         while let Some((_, line)) = reader.next_line()? {
             match line {
                 Line::Text(text) => match extract_id(&text, &args.id_field) {
-                    Ok(id) => plan.add(&id),
+                    Ok(id) => {
+                        let (from, to) = plan.add(&id);
+                        if let (Some(out), true) = (moved.as_mut(), from != to) {
+                            serde_json::to_writer(&mut *out, &serde_json::json!({ "id": id }))?;
+                            out.write_all(b"\n")?;
+                        }
+                    }
                     Err(_) => skipped += 1,
                 },
                 Line::Bad(_) => skipped += 1,
             }
         }
     }
+    if let Some(mut out) = moved {
+        out.flush()?;
+    }
     println!("{plan}");
+    if let Some(path) = &args.moved {
+        println!(
+            "ids of the {} moving documents: {}",
+            plan.moved(),
+            path.display()
+        );
+    }
     if skipped > 0 {
         println!("{skipped} lines without a readable id were not counted");
     }

@@ -27,10 +27,11 @@ impl ReshardPlan {
         }
     }
 
-    /// Counts one document.
-    pub fn add(&mut self, id: &str) {
+    /// Counts one document; returns its shard before and after.
+    pub fn add(&mut self, id: &str) -> (ShardId, ShardId) {
         let pair = (shard_for_id(id, self.from), shard_for_id(id, self.to));
         *self.flows.entry(pair).or_default() += 1;
+        pair
     }
 
     /// Documents counted.

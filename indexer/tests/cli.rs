@@ -267,16 +267,35 @@ async fn deletes_by_id_and_plans_a_reshard_of_the_same_input() {
         assert_eq!(num_docs(handle).await, left, "shard {shard}");
     }
 
+    let moved = dir.path().join("moved.ndjson");
     let (code, stdout, stderr) = run_indexer(&[
         "plan",
         "--from",
         "2",
         "--to",
         "3",
+        "--moved",
+        &moved.display().to_string(),
         &docs.display().to_string(),
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     let moving = ids.iter().filter(|id| shard_for_id(id, 3) == 2).count();
+    let moved_ids: Vec<String> = std::fs::read_to_string(&moved)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let want: Vec<&String> = ids.iter().filter(|id| shard_for_id(id, 3) == 2).collect();
+    assert_eq!(
+        moved_ids.iter().collect::<Vec<_>>(),
+        want,
+        "the moved ids, in input order"
+    );
     assert!(
         stdout.starts_with(&format!(
             "resharding 200 documents from 2 to 3 shards: {moving} move"
