@@ -67,6 +67,12 @@ impl TryFrom<String> for ReplicaAddr {
     }
 }
 
+impl AsRef<str> for ReplicaAddr {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<ReplicaAddr> for String {
     fn from(a: ReplicaAddr) -> String {
         a.0

@@ -40,10 +40,10 @@ impl Replica {
 }
 
 impl Replica {
-    fn new(name: String, client: Arc<dyn LeafClient>, config: &RootConfig) -> Self {
+    fn new(name: String, client: Arc<dyn LeafClient>, policy: &ReplicaPolicy) -> Self {
         Self {
             ejections: metrics::counter!("fanout_root_ejections_total", "replica" => name.clone()),
-            state: ReplicaState::new(&config.replica),
+            state: ReplicaState::new(policy),
             name,
             client,
         }
@@ -72,7 +72,8 @@ pub struct ReplicaSet {
     replicas: ArcSwap<Vec<Arc<Replica>>>,
     /// Serializes membership updates, so that two cannot lose each other's replicas.
     updating: Mutex<()>,
-    replica_config: RootConfig,
+    /// How replicas that join later are judged.
+    policy: ReplicaPolicy,
     window: Mutex<LatencyWindow>,
     pub budget: HedgeBudget,
     pub metrics: ShardMetrics,
@@ -88,13 +89,13 @@ impl ReplicaSet {
     ) -> Self {
         let replicas = replicas
             .into_iter()
-            .map(|(name, client)| Arc::new(Replica::new(name, client, config)))
+            .map(|(name, client)| Arc::new(Replica::new(name, client, &config.replica)))
             .collect();
         Self {
             shard,
             replicas: ArcSwap::from_pointee(replicas),
             updating: Mutex::new(()),
-            replica_config: config.clone(),
+            policy: config.replica.clone(),
             window: Mutex::new(LatencyWindow::new(&config.hedge)),
             budget: HedgeBudget::new(&config.hedge),
             metrics: ShardMetrics::new(shard),
@@ -106,34 +107,35 @@ impl ReplicaSet {
         self.replicas.load_full()
     }
 
-    /// Makes `names` the membership, in that order: replicas already known keep their state
-    /// (latency, ejection), new ones get a client from `connect` (skipped, with a warning, if it
-    /// fails), the others are dropped. Requests in flight to a dropped replica finish on their
-    /// snapshot.
-    pub fn set_membership(
+    /// Makes `members` the membership, in that order, each named by its `AsRef<str>`: replicas
+    /// already known keep their state (latency, ejection), new ones get a client from `connect`
+    /// (left out if it gives none), the others are dropped. Requests in flight to a dropped
+    /// replica finish on their snapshot.
+    pub fn set_membership<M: AsRef<str>>(
         &self,
-        names: &[String],
-        mut connect: impl FnMut(&str) -> Option<Arc<dyn LeafClient>>,
+        members: &[M],
+        mut connect: impl FnMut(&M) -> Option<Arc<dyn LeafClient>>,
     ) -> MembershipChange {
         let _guard = self.updating.lock().expect("membership lock");
         let current = self.replicas.load_full();
         let mut change = MembershipChange::default();
-        let mut next = Vec::with_capacity(names.len());
-        for name in names {
-            if let Some(known) = current.iter().find(|r| &r.name == name) {
+        let mut next = Vec::with_capacity(members.len());
+        for member in members {
+            let name = member.as_ref();
+            if let Some(known) = current.iter().find(|r| r.name == name) {
                 next.push(Arc::clone(known));
-            } else if let Some(client) = connect(name) {
+            } else if let Some(client) = connect(member) {
                 next.push(Arc::new(Replica::new(
-                    name.clone(),
+                    name.to_string(),
                     client,
-                    &self.replica_config,
+                    &self.policy,
                 )));
-                change.added.push(name.clone());
+                change.added.push(name.to_string());
             }
         }
         change.removed = current
             .iter()
-            .filter(|r| !names.contains(&r.name))
+            .filter(|r| !members.iter().any(|m| m.as_ref() == r.name))
             .map(|r| r.name.clone())
             .collect();
         if !change.is_empty() {
@@ -242,13 +244,11 @@ impl Cluster {
         config: &RootConfig,
     ) -> MembershipChange {
         let set = &self.shards[shard as usize];
-        let names: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-        let change = set.set_membership(&names, |name| {
-            let addr = ReplicaAddr::parse(name).ok()?;
-            match GrpcLeafClient::new(&addr, config.connect_timeout) {
+        let change = set.set_membership(addrs, |addr| {
+            match GrpcLeafClient::new(addr, config.connect_timeout) {
                 Ok(client) => Some(Arc::new(client) as Arc<dyn LeafClient>),
                 Err(e) => {
-                    tracing::warn!(shard, replica = %name, error = %e, "cannot make a client for a discovered replica");
+                    tracing::warn!(shard, replica = %addr, error = %e, "cannot make a client for a discovered replica");
                     None
                 }
             }
@@ -330,8 +330,8 @@ mod tests {
         before[1].state.record_failure(&policy);
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let mut connected = Vec::new();
-        let change = set.set_membership(&names(&["r1", "r2"]), |name| {
-            connected.push(name.to_string());
+        let change = set.set_membership(&names(&["r1", "r2"]), |name: &String| {
+            connected.push(name.clone());
             Some(Arc::new(FakeLeaf::ok(1)) as Arc<dyn LeafClient>)
         });
         assert_eq!(change.added, ["r2"]);
@@ -346,9 +346,9 @@ mod tests {
         assert!(after[0].state.is_failing(), "and keeps its failure");
         assert_eq!(before.len(), 2, "a snapshot taken before is unchanged");
 
-        let same = set.set_membership(&names(&["r1", "r2"]), |_| unreachable!());
+        let same = set.set_membership(&names(&["r1", "r2"]), |_: &String| unreachable!());
         assert!(same.is_empty());
-        let failed = set.set_membership(&names(&["r1", "r2", "bad"]), |_| None);
+        let failed = set.set_membership(&names(&["r1", "r2", "bad"]), |_: &String| None);
         assert!(failed.is_empty(), "a replica without a client is not added");
         assert_eq!(set.replicas().len(), 2);
     }

@@ -80,7 +80,7 @@ pub enum DiscoveryError {
     NoShardPlaceholder(String),
     #[error("discovery template {0:?} must end in :PORT")]
     NoPort(String),
-    #[error("discovery needs at least one shard (--shards)")]
+    #[error("discovery needs at least one shard (--num-shards)")]
     NoShards,
 }
 

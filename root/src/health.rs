@@ -11,18 +11,17 @@ use crate::config::RootConfig;
 
 /// Probes every replica once, concurrently, and records the answers.
 pub async fn probe_all(cluster: &Cluster, config: &RootConfig) {
-    let replicas: Vec<_> = cluster
-        .shards()
+    let snapshots: Vec<_> = cluster.shards().iter().map(|set| set.replicas()).collect();
+    let probes = snapshots
         .iter()
-        .flat_map(|set| set.replicas().iter().cloned().collect::<Vec<_>>())
-        .collect();
-    let probes = replicas.iter().map(|replica| async move {
-        if replica.client.check_health(config.probe_timeout).await {
-            replica.state.record_success(&config.replica);
-        } else {
-            replica.record_failure(&config.replica, "health probe failed");
-        }
-    });
+        .flat_map(|s| s.iter())
+        .map(|replica| async move {
+            if replica.client.check_health(config.probe_timeout).await {
+                replica.state.record_success(&config.replica);
+            } else {
+                replica.record_failure(&config.replica, "health probe failed");
+            }
+        });
     futures::future::join_all(probes).await;
 }
 

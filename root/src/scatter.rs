@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::client::ShardError;
-use crate::cluster::{choose, Cluster, Replica, ReplicaSet, Replicas};
+use crate::cluster::{choose, Cluster, Replica, ReplicaSet};
 use crate::config::RootConfig;
 use crate::replica::{ReplicaPolicy, ReplicaState};
 
@@ -156,7 +156,7 @@ impl Drop for InFlight<'_> {
 
 /// One attempt: the replica's answer, tagged with the attempt's slot in the report list.
 async fn attempt(
-    replica: Arc<Replica>,
+    replica: &Replica,
     policy: &ReplicaPolicy,
     request: pb::SearchRequest,
     deadline: Instant,
@@ -175,7 +175,7 @@ type AttemptFuture<'a> = BoxFuture<'a, (usize, Result<pb::SearchResponse, ShardE
 struct Attempts<'a> {
     set: &'a ReplicaSet,
     /// The shard's membership when the request started.
-    replicas: Replicas,
+    replicas: &'a [Arc<Replica>],
     policy: &'a ReplicaPolicy,
     request: &'a pb::SearchRequest,
     deadline: Instant,
@@ -189,12 +189,12 @@ struct Attempts<'a> {
 impl<'a> Attempts<'a> {
     /// Sends the request to a replica not tried yet, if there is one.
     fn launch(&mut self, kind: AttemptKind) -> bool {
-        let Some(index) = choose(&self.replicas, &self.tried, self.policy) else {
+        let Some(index) = choose(self.replicas, &self.tried, self.policy) else {
             return false;
         };
         self.tried[index] = true;
         let slot = self.reports.len();
-        let replica = Arc::clone(&self.replicas[index]);
+        let replica = &self.replicas[index];
         self.reports.push(AttemptReport {
             replica: replica.name.clone(),
             kind,
@@ -214,8 +214,8 @@ impl<'a> Attempts<'a> {
         true
     }
 
-    fn replica(&self, slot: usize) -> Arc<Replica> {
-        Arc::clone(&self.replicas[self.sent[slot].0])
+    fn replica(&self, slot: usize) -> &'a Replica {
+        &self.replicas[self.sent[slot].0]
     }
 
     /// Attempts neither answered nor failed: the ones about to be cancelled.
@@ -236,11 +236,12 @@ pub async fn search_shard(
 ) -> ShardOutcome {
     let policy = &config.replica;
     let started = Instant::now();
+    // One snapshot for the whole request; attempts borrow their replicas from it.
     let replicas = set.replicas();
     let mut attempts = Attempts {
         set,
         tried: vec![false; replicas.len()],
-        replicas,
+        replicas: &replicas,
         policy,
         request,
         deadline,
