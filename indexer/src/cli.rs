@@ -146,7 +146,7 @@ fn plan(args: PlanArgs) -> anyhow::Result<i32> {
                 Line::Text(text) => match extract_id(&text, &args.id_field) {
                     Ok(id) => {
                         let (from, to) = plan.add(&id);
-                        if let (Some(out), true) = (moved.as_mut(), from != to) {
+                        if let Some(out) = moved.as_mut().filter(|_| from != to) {
                             serde_json::to_writer(&mut *out, &serde_json::json!({ "id": id }))?;
                             out.write_all(b"\n")?;
                         }

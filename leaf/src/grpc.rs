@@ -78,7 +78,7 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
     ) -> Result<Response<pb::CommitResponse>, Status> {
         let (generation, num_docs) = self.0.commit().await?;
         // An explicit commit ends an import (the refresh timer commits without one).
-        if let Some(gate) = self.0.seed_gate().cloned() {
+        if let Some(gate) = self.0.seed_gate().filter(|g| !g.is_seeded()).cloned() {
             tokio::task::spawn_blocking(move || gate.mark())
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
