@@ -219,6 +219,10 @@ pub struct RunArgs {
     /// for the direct baseline.
     #[arg(long, value_parser = parse_duration, requires = "rate", env = "FANOUT_LOADTEST_SWEEP_P99")]
     pub sweep_p99: Option<Duration>,
+    /// With --sweep-p99, first run at this rate: latency at low load, where no request waits
+    /// for another.
+    #[arg(long, default_value_t = 10.0, env = "FANOUT_LOADTEST_LOW_RATE")]
+    pub low_rate: f64,
     /// Afterwards, run the same load against one in-process tantivy index of --corpus.
     #[arg(long, env = "FANOUT_LOADTEST_DIRECT")]
     pub direct: bool,
@@ -471,8 +475,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
         }
         Some(p99) => {
-            let (best, steps) = sweep(&Target::http(&url), &queries, &plan, p99, "cluster").await;
-            summary.push(("cluster", best));
+            let (best, steps) = sweep(
+                &Target::http(&url),
+                &queries,
+                &plan,
+                p99,
+                args.low_rate,
+                "cluster",
+            )
+            .await;
+            summary.push(("cluster", best, steps[0].p50_us));
             steps
         }
     };
@@ -484,7 +496,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.direct {
         eprintln!("building the direct baseline from {} ...", corpus.display());
         let index = tokio::task::spawn_blocking(move || build_direct_index(&corpus)).await??;
-        let direct = Target::Direct(Arc::new(index));
+        let direct = Target::direct(index);
         match args.sweep_p99 {
             None => {
                 let direct_plan = LoadPlan {
@@ -497,8 +509,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 reports.extend(run_load(&direct, queries, &direct_plan, None).await);
             }
             Some(p99) => {
-                let (best, steps) = sweep(&direct, &queries, &plan, p99, "direct").await;
-                summary.push(("direct", best));
+                let (best, steps) =
+                    sweep(&direct, &queries, &plan, p99, args.low_rate, "direct").await;
+                summary.push(("direct", best, steps[0].p50_us));
                 reports.extend(steps);
             }
         }
@@ -508,8 +521,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", table(&reports));
     }
-    for (label, best) in &summary {
+    for (label, best, low_p50) in &summary {
         let target = args.sweep_p99.unwrap_or_default();
+        println!(
+            "{label}: p50 at low load ({:.0}/s): {low_p50} µs",
+            args.low_rate
+        );
         match best {
             Some(rate) => {
                 println!("{label}: highest rate with p99 <= {target:?}: {rate:.0} requests/s")
@@ -517,11 +534,17 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => println!("{label}: no rate met p99 <= {target:?}"),
         }
     }
-    if let [(_, Some(cluster)), (_, Some(direct))] = summary.as_slice() {
+    if let [(_, cluster, cluster_p50), (_, direct, direct_p50)] = summary.as_slice() {
         println!(
-            "cluster / direct throughput at the p99 target: {:.2}",
-            cluster / direct
+            "cluster - direct p50 at low load: {:+} µs",
+            *cluster_p50 as i64 - *direct_p50 as i64
         );
+        if let (Some(cluster), Some(direct)) = (cluster, direct) {
+            println!(
+                "cluster / direct throughput at the p99 target: {:.2}",
+                cluster / direct
+            );
+        }
     }
     if let Some(path) = &args.json {
         write_json(path, &args, &reports)?;
@@ -533,13 +556,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Finds the highest rate meeting the p99 target on `target`, then runs at half of it. Returns
-/// that rate and a report per step (the half-rate run last).
+/// Runs at `low_rate`, finds the highest rate meeting the p99 target on `target`, then runs at
+/// half of it. Returns that rate and a report per step (the low-rate run first, the half-rate
+/// run last).
 async fn sweep(
     target: &Target,
     queries: &Arc<Vec<String>>,
     plan: &LoadPlan,
     p99: Duration,
+    low_rate: f64,
     label: &str,
 ) -> (Option<f64>, Vec<ScenarioReport>) {
     let Mode::Open {
@@ -563,7 +588,8 @@ async fn sweep(
         ..plan.clone()
     };
     let mut search = RateSearch::new(start, 12);
-    let mut reports = Vec::new();
+    let low = format!("{label} @ low, {low_rate:.0}/s");
+    let mut reports = run_load(target, Arc::clone(queries), &step(low_rate, low), None).await;
     while let Some(rate) = search.next_rate() {
         let name = format!("{label} @ {rate:.0}/s");
         let report = run_load(target, Arc::clone(queries), &step(rate, name), None)

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fanout_leaf::ShardIndex;
+use fanout_leaf::{LeafService, ShardIndex};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -21,8 +21,11 @@ pub enum Target {
         client: reqwest::Client,
         url: String,
     },
-    /// One tantivy index in this process, searched on the blocking pool.
-    Direct(Arc<ShardIndex>),
+    /// One tantivy index in this process, searched through a leaf's own service code: on the
+    /// blocking pool, at most one search per core at a time, and a search whose caller gave up
+    /// before it started is skipped. Without that bound, an overloaded baseline would start
+    /// every late search at once and oversubscribe the cores, which no server does.
+    Direct(LeafService),
 }
 
 impl Target {
@@ -37,6 +40,12 @@ impl Target {
             client,
             url: format!("{}/v1/search", url.trim_end_matches('/')),
         }
+    }
+
+    /// The direct baseline over `index`, with as many search slots as the machine has cores
+    /// (a leaf's default).
+    pub fn direct(index: ShardIndex) -> Self {
+        Target::Direct(LeafService::new(index, "direct"))
     }
 
     /// Sends one search; the error is the kind of failure, for the report.
@@ -69,10 +78,9 @@ impl Target {
                     Err(_) => Err("transport".into()),
                 }
             }
-            Target::Direct(index) => {
-                let (index, query) = (Arc::clone(index), query.to_string());
-                match tokio::task::spawn_blocking(move || index.search(&query, 0, size, None)).await
-                {
+            Target::Direct(leaf) => {
+                let search = leaf.search(query.to_string(), 0, size, None);
+                match tokio::time::timeout(timeout, search).await {
                     Ok(Ok(_)) => Ok(Answer {
                         leaf_requests: 1,
                         shards: 1,
@@ -82,7 +90,7 @@ impl Target {
                         "search: {}",
                         e.to_string().split(':').next().unwrap_or("error")
                     )),
-                    Err(_) => Err("panicked".into()),
+                    Err(_) => Err("client timeout".into()),
                 }
             }
         }

@@ -138,3 +138,36 @@ async fn scenarios_are_interleaved_and_failures_counted_by_kind() {
     assert!(Scenario::parse(":x=1").is_err());
     assert!(Scenario::parse("a:x").is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_baseline_searches_through_a_leafs_service() {
+    use fanout_leaf::{SchemaConfig, WriterOptions};
+    let options = WriterOptions {
+        threads: 1,
+        memory_bytes: 15 << 20,
+    };
+    let index = ShardIndex::in_ram(0, SchemaConfig::default(), &options).unwrap();
+    let docs = [
+        r#"{"id": "a", "title": "cold wind", "body": "a wind from the north"}"#,
+        r#"{"id": "b", "title": "warm wind", "body": "a wind from the south"}"#,
+    ];
+    index.index_batch(0, 0, &docs).unwrap();
+    index.commit().unwrap();
+    let target = Target::direct(index);
+    let mut plan = plan(Mode::Closed { concurrency: 2 }, Duration::from_millis(300));
+    plan.scenarios = vec![Scenario::parse("direct").unwrap()];
+    let queries = Arc::new(vec!["wind".to_string(), "title:(".to_string()]);
+    let report = &run_load(&target, queries, &plan, None).await[0];
+    let Target::Direct(leaf) = &target else {
+        unreachable!()
+    };
+    // Every request ran on the leaf's search path: the good query answered, the broken one
+    // was reported as a search error, nothing was skipped or timed out.
+    assert!(report.requests > 10, "{report:?}");
+    assert!(leaf.search_stats().run() >= report.requests);
+    assert_eq!(leaf.search_stats().skipped(), 0);
+    let kinds: Vec<_> = report.errors_by_kind.keys().collect();
+    assert_eq!(kinds, ["search: invalid query"]);
+    let failed = report.errors_by_kind["search: invalid query"];
+    assert!(failed > 0 && failed < report.requests, "{report:?}");
+}
