@@ -16,6 +16,7 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
+        let arrived = std::time::Instant::now();
         let req = request.into_inner();
         let global = req.global_stats.map(corpus_stats_from_pb);
         let found = self
@@ -37,6 +38,7 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
             total_hits: found.total_hits,
             hits,
             generation: found.generation,
+            took_us: (arrived.elapsed().as_micros() as u64).max(1),
         }))
     }
 

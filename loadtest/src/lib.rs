@@ -16,6 +16,7 @@
 //! - [`demo`]: the `fanout-cluster` command: the quick start's one-command cluster.
 //! - [`cli`]: the `fanout-loadtest` command line.
 
+pub mod breakdown;
 pub mod cli;
 pub mod cluster;
 pub mod demo;

@@ -7,6 +7,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::breakdown::{Breakdown, PartsRecorder, Timing};
+
 /// The parts of a `/v1/search` response the harness reads; everything else is skipped.
 #[derive(Deserialize)]
 struct SearchBody {
@@ -14,6 +16,9 @@ struct SearchBody {
     partial: bool,
     #[serde(default)]
     shards: ShardsBody,
+    took_us: Option<u64>,
+    /// Only with `debug=true`, as are the attempts.
+    stats_us: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -30,6 +35,15 @@ struct DetailBody {
     hedged: bool,
     #[serde(default)]
     retried: bool,
+    #[serde(default)]
+    attempts: Vec<AttemptBody>,
+}
+
+#[derive(Deserialize)]
+struct AttemptBody {
+    outcome: serde_json::Value,
+    elapsed_us: u64,
+    leaf_took_us: Option<u64>,
 }
 
 fn one() -> u64 {
@@ -46,6 +60,7 @@ pub struct Recorder {
     retried: u64,
     leaf_requests: u64,
     shard_requests: u64,
+    parts: PartsRecorder,
 }
 
 impl Default for Recorder {
@@ -59,6 +74,7 @@ impl Default for Recorder {
             retried: 0,
             leaf_requests: 0,
             shard_requests: 0,
+            parts: PartsRecorder::default(),
         }
     }
 }
@@ -73,6 +89,9 @@ pub struct Answer {
     /// Requests sent to leaves, and shards asked (one request each without hedges or retries).
     pub leaf_requests: u64,
     pub shards: u64,
+    /// The root's timing of the search along its slowest shard, when it reported one
+    /// (`debug=true`).
+    pub timing: Option<Timing>,
 }
 
 impl Answer {
@@ -82,12 +101,28 @@ impl Answer {
     pub fn from_body(body: &[u8]) -> serde_json::Result<Self> {
         let body: SearchBody = serde_json::from_slice(body)?;
         let details = &body.shards.details;
+        // The winning attempt the answer waited longest for.
+        let slowest = details
+            .iter()
+            .flat_map(|d| &d.attempts)
+            .filter(|a| a.outcome == "won")
+            .max_by_key(|a| a.elapsed_us);
+        let timing = match (body.took_us, body.stats_us, slowest) {
+            (Some(took_us), Some(stats_us), Some(a)) => a.leaf_took_us.map(|leaf_us| Timing {
+                took_us,
+                stats_us,
+                attempt_us: a.elapsed_us,
+                leaf_us,
+            }),
+            _ => None,
+        };
         Ok(Self {
             partial: body.partial,
             hedged: details.iter().filter(|d| d.hedged).count() as u64,
             retried: details.iter().filter(|d| d.retried).count() as u64,
             leaf_requests: details.iter().map(|d| d.requests).sum(),
             shards: details.len() as u64,
+            timing,
         })
     }
 }
@@ -101,6 +136,9 @@ impl Recorder {
         self.retried += answer.retried;
         self.leaf_requests += answer.leaf_requests;
         self.shard_requests += answer.shards;
+        if let Some(timing) = &answer.timing {
+            self.parts.record(latency, timing);
+        }
     }
 
     /// Records a failed request by the kind of failure.
@@ -146,6 +184,7 @@ impl Recorder {
                     / self.shard_requests as f64
             },
             percentile_curve: curve(h),
+            breakdown: self.parts.report(),
         }
     }
 }
@@ -194,6 +233,9 @@ pub struct ScenarioReport {
     /// Leaf requests beyond one per shard per search, in percent.
     pub extra_leaf_requests_pct: f64,
     pub percentile_curve: Vec<(f64, u64)>,
+    /// Where the time went, when the root reported its timing (`debug=true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<Breakdown>,
 }
 
 /// The reports as a table; every scenario after the first also as ratios to the first.
@@ -254,6 +296,11 @@ pub fn rows(reports: &[ScenarioReport]) -> String {
     for r in reports.iter().filter(|r| r.errors > 0) {
         out += &format!("{} errors: {:?}\n", r.scenario, r.errors_by_kind);
     }
+    let breakdowns: Vec<_> = reports
+        .iter()
+        .filter_map(|r| Some((r.scenario.as_str(), r.breakdown.as_ref()?)))
+        .collect();
+    out += &crate::breakdown::table(&breakdowns);
     out
 }
 
@@ -327,8 +374,35 @@ mod tests {
                 hedged: 2,
                 retried: 1,
                 leaf_requests: 6,
-                shards: 3
+                shards: 3,
+                timing: None,
             }
         );
+    }
+
+    #[test]
+    fn reads_the_timing_of_the_slowest_shard_from_a_debug_report() {
+        let body = serde_json::json!({
+            "took_us": 1500, "stats_us": 20, "partial": false,
+            "shards": {"details": [
+                {"requests": 1, "attempts": [
+                    {"outcome": "won", "elapsed_us": 900, "leaf_took_us": 400}]},
+                {"requests": 2, "hedged": true, "attempts": [
+                    {"outcome": "cancelled", "elapsed_us": 1300},
+                    {"outcome": "won", "elapsed_us": 1100, "leaf_took_us": 700}]}
+            ]}
+        });
+        let a = Answer::from_body(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let timing = Timing {
+            took_us: 1500,
+            stats_us: 20,
+            attempt_us: 1100,
+            leaf_us: 700,
+        };
+        assert_eq!(a.timing, Some(timing));
+        // Without debug=true there is no attempt to read, so no timing.
+        let plain = serde_json::json!({"took_us": 1500, "shards": {"details": [{"requests": 1}]}});
+        let a = Answer::from_body(&serde_json::to_vec(&plain).unwrap()).unwrap();
+        assert_eq!(a.timing, None);
     }
 }

@@ -95,6 +95,10 @@ pub struct AttemptReport {
     pub outcome: AttemptOutcome,
     /// Time from sending to the answer, failure or cancellation.
     pub elapsed_us: u64,
+    /// Of `elapsed_us`, the time the leaf says it spent on the request (the winning attempt
+    /// only); the rest is the network and gRPC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leaf_took_us: Option<u64>,
 }
 
 /// What one shard contributed to a search.
@@ -200,6 +204,7 @@ impl<'a> Attempts<'a> {
             kind,
             outcome: AttemptOutcome::Cancelled,
             elapsed_us: 0,
+            leaf_took_us: None,
         });
         self.sent.push((index, Instant::now()));
         self.set.metrics.requests[kind as usize].increment(1);
@@ -280,6 +285,8 @@ pub async fn search_shard(
                         replica.state.record_success(policy);
                         set.record_latency(elapsed, &config.hedge);
                         attempts.reports[slot].outcome = AttemptOutcome::Won;
+                        attempts.reports[slot].leaf_took_us =
+                            (response.took_us > 0).then_some(response.took_us);
                         break Ok((replica.name.clone(), response));
                     }
                     Err(e) => {

@@ -104,6 +104,12 @@ impl SearchParams {
 #[derive(Debug, Serialize)]
 pub struct SearchResult {
     pub took_ms: u64,
+    /// The same in microseconds: from the request's validation to its hits merged.
+    pub took_us: u64,
+    /// With `debug=true`: of `took_us`, the time before the scatter, which is getting the
+    /// cluster's statistics (a round trip when `stats` is `fetched`, next to nothing otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats_us: Option<u64>,
     /// Matches over the shards that answered.
     pub total_hits: u64,
     /// True when a shard did not answer, so hits and totals may be missing some documents.
@@ -194,6 +200,7 @@ pub async fn search(
                 other => ApiError::Unavailable(other.to_string()),
             })?,
     };
+    let stats_us = plan.debug.then(|| started.elapsed().as_micros() as u64);
     let request = pb::SearchRequest {
         query: plan.query.clone(),
         size: window as u32,
@@ -280,6 +287,8 @@ pub async fn search(
     cluster.search_seconds.record(took.as_secs_f64());
     Ok(SearchResult {
         took_ms: took.as_millis() as u64,
+        took_us: took.as_micros() as u64,
+        stats_us,
         total_hits,
         partial: !failed.is_empty(),
         hits,

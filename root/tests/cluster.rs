@@ -176,11 +176,21 @@ async fn search_returns_what_was_indexed_from_every_shard() {
     let (_, debug) = cluster
         .get("/v1/search?q=apple&hedge=false&debug=true")
         .await;
+    // The times nest: each leaf's own time within its attempt, each attempt within the search.
+    let took_us = debug["took_us"].as_u64().unwrap();
+    assert!(debug["stats_us"].as_u64().unwrap() < took_us, "{debug}");
+    assert!(
+        body.get("stats_us").is_none(),
+        "stats_us only with debug=true"
+    );
     for detail in debug["shards"]["details"].as_array().unwrap() {
         assert_eq!(detail["hedged"], false, "hedge=false: {detail}");
-        assert_eq!(detail["attempts"][0]["kind"], "primary");
-        assert_eq!(detail["attempts"][0]["outcome"], "won");
-        assert!(detail["attempts"][0]["elapsed_us"].as_u64().unwrap() > 0);
+        let attempt = &detail["attempts"][0];
+        assert_eq!(attempt["kind"], "primary");
+        assert_eq!(attempt["outcome"], "won");
+        let elapsed = attempt["elapsed_us"].as_u64().unwrap();
+        let leaf = attempt["leaf_took_us"].as_u64().unwrap();
+        assert!(0 < leaf && leaf < elapsed && elapsed < took_us, "{debug}");
     }
 
     // Every hit names the shard the shard function assigns, and carries its stored fields.
