@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::cluster::{default_corpus, ClusterSpec, LocalCluster};
+use crate::cpu::CpuMeter;
 use crate::direct::{build_direct_index, load_queries};
 use crate::faults::{parse_duration, parse_kill, parse_pause, run_faults, Fault};
 use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
@@ -412,7 +413,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         (None, Some(concurrency)) => Mode::Closed { concurrency },
         _ => bail!("pass --rate R (open loop) or --concurrency C (closed loop)"),
     };
-    let plan = LoadPlan {
+    let mut plan = LoadPlan {
         mode,
         warmup: args.warmup,
         duration: args.duration,
@@ -420,6 +421,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         size: args.size,
         timeout: args.timeout,
         progress: !args.quiet,
+        cpu: None,
     };
 
     let data = tempfile::tempdir()?;
@@ -455,6 +457,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ => bail!("pass exactly one of --url URL and --spawn-cluster"),
     };
     let faults = resolve_faults(&args, cluster.as_ref())?;
+    if let Some(cluster) = &cluster {
+        plan.cpu = Some(cluster_meter(cluster));
+    }
 
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let fault_window = plan.warmup + plan.duration;
@@ -497,6 +502,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         eprintln!("building the direct baseline from {} ...", corpus.display());
         let index = tokio::task::spawn_blocking(move || build_direct_index(&corpus)).await??;
         let direct = Target::direct(index);
+        plan.cpu = Some(CpuMeter::default().with_self("load generator + tantivy"));
         match args.sweep_p99 {
             None => {
                 let direct_plan = LoadPlan {
@@ -613,6 +619,22 @@ async fn sweep(
         reports.extend(run_load(target, Arc::clone(queries), &step(half, name), None).await);
     }
     (search.best(), reports)
+}
+
+/// Watches the CPU of the spawned cluster's processes and of this one.
+fn cluster_meter(cluster: &LocalCluster) -> CpuMeter {
+    let mut meter = CpuMeter::default().with_self("load generator");
+    for (role, process) in cluster
+        .root
+        .iter()
+        .map(|p| ("root", p))
+        .chain(cluster.leaves.iter().flatten().map(|p| ("leaves", p)))
+    {
+        if let Some(pid) = process.pid() {
+            meter = meter.with(role, pid);
+        }
+    }
+    meter
 }
 
 /// Faults name processes of the spawned cluster (`leaf-0-1`, `root`) or give a pid (`pid=123`).

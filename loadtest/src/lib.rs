@@ -19,6 +19,7 @@
 pub mod breakdown;
 pub mod cli;
 pub mod cluster;
+pub mod cpu;
 pub mod demo;
 pub mod direct;
 pub mod faults;

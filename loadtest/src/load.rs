@@ -10,6 +10,7 @@ use fanout_leaf::{LeafService, ShardIndex};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::cpu::{per_request, CpuMeter};
 use crate::report::{Answer, Recorder, ScenarioReport};
 use crate::schedule::{send_offsets, Arrivals};
 
@@ -156,6 +157,8 @@ pub struct LoadPlan {
     pub timeout: Duration,
     /// Print a progress line to standard error every second.
     pub progress: bool,
+    /// Processes whose CPU time to report per request, over the measured period.
+    pub cpu: Option<CpuMeter>,
 }
 
 struct Shared {
@@ -194,6 +197,15 @@ pub async fn run_load(
     let progress = plan
         .progress
         .then(|| tokio::spawn(print_progress(Arc::clone(&shared), start)));
+    // CPU is sampled at the edges of the measured period, as the requests are.
+    let cpu = plan.cpu.clone().map(|meter| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(measure_from).await;
+            let before = meter.sample();
+            tokio::time::sleep_until(end).await;
+            (before, meter.sample())
+        })
+    });
 
     let one = |i: usize, sent_at: Instant| {
         let (target, queries, shared) = (target.clone(), Arc::clone(&queries), Arc::clone(&shared));
@@ -254,7 +266,7 @@ pub async fn run_load(
         p.abort();
         eprintln!();
     }
-    shared
+    let mut reports: Vec<ScenarioReport> = shared
         .recorders
         .iter()
         .zip(&plan.scenarios)
@@ -263,7 +275,19 @@ pub async fn run_load(
                 .expect("recorder lock")
                 .report(&s.name, plan.duration)
         })
-        .collect()
+        .collect();
+    if let Some(Ok((before, after))) = match cpu {
+        Some(task) => Some(task.await),
+        None => None,
+    } {
+        // Interleaved scenarios share the processes: the CPU is per request of the whole run.
+        let requests = reports.iter().map(|r| r.requests).sum();
+        let cpu = per_request(&before, &after, requests);
+        for report in &mut reports {
+            report.cpu_us_per_request = cpu.clone();
+        }
+    }
+    reports
 }
 
 /// Hands out each request's index at its intended send time, from a thread of its own.

@@ -48,6 +48,7 @@ fn plan(mode: Mode, duration: Duration) -> LoadPlan {
         size: 10,
         timeout: Duration::from_secs(10),
         progress: false,
+        cpu: None,
     }
 }
 

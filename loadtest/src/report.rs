@@ -185,6 +185,7 @@ impl Recorder {
             },
             percentile_curve: curve(h),
             breakdown: self.parts.report(),
+            cpu_us_per_request: BTreeMap::new(),
         }
     }
 }
@@ -233,6 +234,10 @@ pub struct ScenarioReport {
     /// Leaf requests beyond one per shard per search, in percent.
     pub extra_leaf_requests_pct: f64,
     pub percentile_curve: Vec<(f64, u64)>,
+    /// CPU µs per request, by role (`root`, `leaves`, `load generator`), when the run was told
+    /// which processes to watch.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_us_per_request: BTreeMap<String, f64>,
     /// Where the time went, when the root reported its timing (`debug=true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breakdown: Option<Breakdown>,
@@ -295,6 +300,19 @@ pub fn rows(reports: &[ScenarioReport]) -> String {
     }
     for r in reports.iter().filter(|r| r.errors > 0) {
         out += &format!("{} errors: {:?}\n", r.scenario, r.errors_by_kind);
+    }
+    for r in reports.iter().filter(|r| !r.cpu_us_per_request.is_empty()) {
+        let total: f64 = r.cpu_us_per_request.values().sum();
+        let parts: Vec<String> = r
+            .cpu_us_per_request
+            .iter()
+            .map(|(role, us)| format!("{role} {us:.0}"))
+            .collect();
+        out += &format!(
+            "{} CPU µs per request: {total:.0} ({})\n",
+            r.scenario,
+            parts.join(", ")
+        );
     }
     let breakdowns: Vec<_> = reports
         .iter()

@@ -86,6 +86,7 @@ async fn no_query_fails_while_one_replica_stalls_repeatedly_and_another_is_kille
         size: 10,
         timeout: Duration::from_secs(10),
         progress: false,
+        cpu: None,
     };
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let faulting = tokio::spawn(async move {
