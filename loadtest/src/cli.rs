@@ -41,6 +41,9 @@ pub enum Command {
     /// Query latency with global statistics cold (a statistics round trip first) and warm
     /// (cached), against per-shard statistics, on a local cluster.
     StatsBench(StatsBenchArgs),
+    /// The machine's floor: one TCP round trip over loopback between two blocked threads, back
+    /// to back and with gaps (as at low load).
+    Floor(crate::floor::FloorArgs),
 }
 
 /// The shape of a local cluster a command starts.
@@ -246,6 +249,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::IndexBench(args) => index_bench(args).await,
         Command::Relevance(args) => relevance(args).await,
         Command::StatsBench(args) => stats_bench(args).await,
+        Command::Floor(args) => Ok(crate::floor::run(&args)?),
     }
 }
 

@@ -23,6 +23,7 @@ pub mod cpu;
 pub mod demo;
 pub mod direct;
 pub mod faults;
+pub mod floor;
 pub mod ingest;
 pub mod load;
 pub mod relevance;
