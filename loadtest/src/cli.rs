@@ -15,7 +15,7 @@ use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
 use crate::report::{rows, table, ScenarioReport};
 use crate::schedule::Arrivals;
 use crate::sim::{sim_table, simulate, LeafModel};
-use crate::sweep::RateSearch;
+use crate::sweep::sweep;
 
 /// Drives a fanout cluster with real queries and faults, and reports tail latency.
 #[derive(Debug, Parser)]
@@ -462,7 +462,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let faults = resolve_faults(&args, cluster.as_ref())?;
     if let Some(cluster) = &cluster {
-        plan.cpu = Some(cluster_meter(cluster));
+        plan.cpu = Some(cluster.cpu_meter());
     }
 
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
@@ -564,81 +564,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         std::fs::write(path, crate::svg::percentile_svg(&reports, &title))?;
     }
     Ok(())
-}
-
-/// Runs at `low_rate`, finds the highest rate meeting the p99 target on `target`, then runs at
-/// half of it. Returns that rate and a report per step (the low-rate run first, the half-rate
-/// run last).
-async fn sweep(
-    target: &Target,
-    queries: &Arc<Vec<String>>,
-    plan: &LoadPlan,
-    p99: Duration,
-    low_rate: f64,
-    label: &str,
-) -> (Option<f64>, Vec<ScenarioReport>) {
-    let Mode::Open {
-        rate: start,
-        arrivals,
-        seed,
-    } = plan.mode
-    else {
-        unreachable!("--sweep-p99 requires --rate");
-    };
-    let step = |rate: f64, name: String| LoadPlan {
-        mode: Mode::Open {
-            rate,
-            arrivals,
-            seed,
-        },
-        scenarios: vec![Scenario {
-            name,
-            params: Vec::new(),
-        }],
-        ..plan.clone()
-    };
-    let mut search = RateSearch::new(start, 12);
-    let low = format!("{label} @ low, {low_rate:.0}/s");
-    let mut reports = run_load(target, Arc::clone(queries), &step(low_rate, low), None).await;
-    while let Some(rate) = search.next_rate() {
-        let name = format!("{label} @ {rate:.0}/s");
-        let report = run_load(target, Arc::clone(queries), &step(rate, name), None)
-            .await
-            .remove(0);
-        // Met: no errors, the p99 within target, and the target kept up with the offered rate.
-        let met = report.errors == 0
-            && report.p99_us <= p99.as_micros() as u64
-            && report.achieved_rate >= 0.95 * rate;
-        let verdict = if met { "met" } else { "missed" };
-        eprintln!(
-            "{label}: {rate:.0}/s p99 {} µs, {} errors: {verdict}",
-            report.p99_us, report.errors
-        );
-        search.record(rate, met);
-        reports.push(report);
-    }
-    if let Some(best) = search.best() {
-        let half = best / 2.0;
-        let name = format!("{label} @ half, {half:.0}/s");
-        reports.extend(run_load(target, Arc::clone(queries), &step(half, name), None).await);
-    }
-    (search.best(), reports)
-}
-
-/// Watches the CPU of the spawned cluster's processes and of this one.
-fn cluster_meter(cluster: &LocalCluster) -> CpuMeter {
-    let mut meter = CpuMeter::default().with_self("load generator");
-    for (role, process) in cluster
-        .root
-        .iter()
-        .map(|p| ("root", p))
-        .chain(cluster.leaves.iter().flatten().map(|p| ("leaves", p)))
-    {
-        if let Some(pid) = process.pid() {
-            meter = meter.with(role, pid);
-        }
-    }
-    meter
 }
 
 /// Faults name processes of the spawned cluster (`leaf-0-1`, `root`) or give a pid (`pid=123`).

@@ -221,6 +221,22 @@ impl LocalCluster {
         Ok(summary)
     }
 
+    /// Watches the CPU of the spawned cluster's processes and of this one.
+    pub fn cpu_meter(&self) -> crate::cpu::CpuMeter {
+        let mut meter = crate::cpu::CpuMeter::default().with_self("load generator");
+        for (role, process) in self
+            .root
+            .iter()
+            .map(|p| ("root", p))
+            .chain(self.leaves.iter().flatten().map(|p| ("leaves", p)))
+        {
+            if let Some(pid) = process.pid() {
+                meter = meter.with(role, pid);
+            }
+        }
+        meter
+    }
+
     /// The process called `name` (`root`, or `leaf-SHARD-REPLICA`).
     pub fn process(&self, name: &str) -> Option<&Process> {
         self.root

@@ -2,6 +2,12 @@
 //! while the target holds, then bisect between the last rate that held and the first that did
 //! not, until they are within 10% of each other.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
+use crate::report::ScenarioReport;
+
 /// The state of the search.
 #[derive(Clone, Debug)]
 pub struct RateSearch {
@@ -53,6 +59,65 @@ impl RateSearch {
     pub fn best(&self) -> Option<f64> {
         self.best
     }
+}
+
+/// Runs at `low_rate`, finds the highest rate meeting the p99 target on `target`, then runs at
+/// half of it. Returns that rate and a report per step (the low-rate run first, the half-rate
+/// run last).
+pub async fn sweep(
+    target: &Target,
+    queries: &Arc<Vec<String>>,
+    plan: &LoadPlan,
+    p99: Duration,
+    low_rate: f64,
+    label: &str,
+) -> (Option<f64>, Vec<ScenarioReport>) {
+    let Mode::Open {
+        rate: start,
+        arrivals,
+        seed,
+    } = plan.mode
+    else {
+        unreachable!("--sweep-p99 requires --rate");
+    };
+    let step = |rate: f64, name: String| LoadPlan {
+        mode: Mode::Open {
+            rate,
+            arrivals,
+            seed,
+        },
+        scenarios: vec![Scenario {
+            name,
+            params: Vec::new(),
+        }],
+        ..plan.clone()
+    };
+    let mut search = RateSearch::new(start, 12);
+    let low = format!("{label} @ low, {low_rate:.0}/s");
+    let mut reports = run_load(target, Arc::clone(queries), &step(low_rate, low), None).await;
+    while let Some(rate) = search.next_rate() {
+        let name = format!("{label} @ {rate:.0}/s");
+        let report = run_load(target, Arc::clone(queries), &step(rate, name), None)
+            .await
+            .remove(0);
+        // Met: no errors, the p99 within target, and the target kept up with the offered rate.
+        let met = report.errors == 0
+            && report.p99_us <= p99.as_micros() as u64
+            && report.achieved_rate >= 0.95 * rate;
+        let verdict = if met { "met" } else { "missed" };
+        eprintln!(
+            "{label}: {rate:.0}/s p99 {} µs, {} errors: {verdict}",
+            report.p99_us, report.errors
+        );
+        search.record(rate, met);
+        reports.push(report);
+    }
+    if let Some(best) = search.best() {
+        let half = best / 2.0;
+        let name = format!("{label} @ half, {half:.0}/s");
+        reports.extend(run_load(target, Arc::clone(queries), &step(half, name), None).await);
+    }
+    (search.best(), reports)
 }
 
 #[cfg(test)]
