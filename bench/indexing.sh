@@ -15,9 +15,8 @@ RUNS=${RUNS:-5}
 OUT=${OUT:-bench/results}
 
 cargo build --release -q -p fanout-loadtest
-corpus=$(mktemp --suffix=.ndjson.gz)
-trap 'rm -f "$corpus"' EXIT
-# Concatenated gzip members are one valid gzip stream.
-cat "$DATA/corpora/wordnet.ndjson.gz" "$DATA/corpora/gcide.ndjson.gz" "$DATA/corpora/git-commits.ndjson.gz" >"$corpus"
+# The benchmark corpus: the three files read one after another.
+corpus=(--corpus "$DATA/corpora/wordnet.ndjson.gz" --corpus "$DATA/corpora/gcide.ndjson.gz"
+    --corpus "$DATA/corpora/git-commits.ndjson.gz")
 echo "# $(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -m); WordNet + GCIDE + git commits; $RUNS runs each"
-target/release/fanout-loadtest index-bench --corpus "$corpus" --runs "$RUNS" --json "$OUT/indexing.json" "$@"
+target/release/fanout-loadtest index-bench "${corpus[@]}" --runs "$RUNS" --json "$OUT/indexing.json" "$@"

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::cluster::{default_corpus, ClusterSpec, LocalCluster};
 use crate::cpu::CpuMeter;
-use crate::direct::{build_direct_index, load_queries};
+use crate::direct::{build_direct_index, corpus_name, corpus_or_demo, load_queries};
 use crate::faults::{parse_duration, parse_kill, parse_pause, run_faults, Fault};
 use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
 use crate::report::{rows, table, ScenarioReport};
@@ -106,9 +106,10 @@ pub struct RelevanceArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct IndexBenchArgs {
-    /// The NDJSON corpus (plain or gzip); default: the bundled demo corpus.
+    /// An NDJSON file (plain or gzip) of the corpus; repeat for a corpus of several files, read
+    /// one after another. Default: the bundled demo corpus.
     #[arg(long)]
-    pub corpus: Option<PathBuf>,
+    pub corpus: Vec<PathBuf>,
     #[command(flatten)]
     pub shape: ClusterShape,
     /// Runs of each, alternating.
@@ -172,9 +173,11 @@ pub struct RunArgs {
     /// Replicas per shard of the spawned cluster.
     #[arg(long, default_value_t = 2, env = "FANOUT_LOADTEST_REPLICAS")]
     pub replicas: u32,
-    /// NDJSON corpus for the spawned cluster and the direct baseline (default: the demo corpus).
-    #[arg(long, env = "FANOUT_LOADTEST_CORPUS")]
-    pub corpus: Option<PathBuf>,
+    /// An NDJSON file (plain or gzip) of the corpus for the spawned cluster and the direct
+    /// baseline; repeat for several files, read one after another (in the environment, separate
+    /// them with commas). Default: the demo corpus.
+    #[arg(long, env = "FANOUT_LOADTEST_CORPUS", value_delimiter = ',')]
+    pub corpus: Vec<PathBuf>,
     /// A flag for the spawned root, e.g. --root-arg=--hedge-max-delay-ms=50; repeatable.
     #[arg(long, allow_hyphen_values = true)]
     pub root_arg: Vec<String>,
@@ -260,7 +263,7 @@ async fn stats_bench(args: StatsBenchArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let spec = args.shape.spec(scratch.path(), Vec::new())?;
     let mut cluster = LocalCluster::start_leaves(&spec).await?;
-    cluster.index_corpus(&corpus).await?;
+    cluster.index_corpus([&corpus]).await?;
     let url = cluster.start_root(&spec).await?;
     // Per-shard first, which also warms the leaves' caches for the passes after it.
     let _warm_up = pass(&url, "warm-up", &queries, "shard").await?;
@@ -292,7 +295,7 @@ async fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
         .shape
         .spec(&scratch.path().join("cluster"), leaf_args)?;
     let mut cluster = LocalCluster::start_leaves(&spec).await?;
-    cluster.index_corpus(&corpus).await?;
+    cluster.index_corpus([&corpus]).await?;
     let url = cluster.start_root(&spec).await?;
     eprintln!(
         "{docs} documents in {} x {}, {} judged queries, tokenizer {}, fields {}",
@@ -319,7 +322,7 @@ async fn relevance(args: RelevanceArgs) -> anyhow::Result<()> {
 }
 
 async fn index_bench(args: IndexBenchArgs) -> anyhow::Result<()> {
-    let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
+    let corpus = corpus_or_demo(&args.corpus);
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -338,7 +341,11 @@ async fn index_bench(args: IndexBenchArgs) -> anyhow::Result<()> {
     );
     if let Some(path) = &args.json {
         let json = serde_json::json!({
-            "corpus": corpus.file_name().map(|n| n.to_string_lossy().into_owned()),
+            "corpus": corpus
+                .iter()
+                .filter_map(|f| f.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
             "shards": args.shape.shards,
             "replicas": args.shape.replicas,
             "leaf_args": args.leaf_arg,
@@ -395,7 +402,7 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let queries = Arc::new(load_queries(&args.queries, args.shuffle_seed)?);
-    let corpus = args.corpus.clone().unwrap_or_else(default_corpus);
+    let corpus = corpus_or_demo(&args.corpus);
     let scenarios = if args.scenario.is_empty() {
         vec![Scenario {
             name: "cluster".into(),
@@ -445,7 +452,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             let mut cluster = LocalCluster::start_leaves(&spec).await?;
             eprintln!(
                 "indexing {} into {} x {} ...",
-                corpus.display(),
+                corpus_name(&corpus),
                 args.shards,
                 args.replicas
             );
@@ -503,7 +510,10 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         cluster.stop().await;
     }
     if args.direct {
-        eprintln!("building the direct baseline from {} ...", corpus.display());
+        eprintln!(
+            "building the direct baseline from {} ...",
+            corpus_name(&corpus)
+        );
         let index = tokio::task::spawn_blocking(move || build_direct_index(&corpus)).await??;
         let direct = Target::direct(index);
         plan.cpu = Some(CpuMeter::default().with_self("load generator + tantivy"));

@@ -198,14 +198,20 @@ impl LocalCluster {
         Ok(total)
     }
 
-    /// Indexes an NDJSON corpus into the leaves with the indexer's code; fails unless every
-    /// replica took every document.
-    pub async fn index_corpus(&self, corpus: &Path) -> anyhow::Result<Summary> {
-        let input = Input::open(corpus)?;
+    /// Indexes NDJSON files (one corpus) into the leaves with the indexer's code; fails unless
+    /// every replica took every document.
+    pub async fn index_corpus<P: AsRef<Path>>(
+        &self,
+        files: impl IntoIterator<Item = P>,
+    ) -> anyhow::Result<Summary> {
+        let inputs = files
+            .into_iter()
+            .map(|f| Input::open(f.as_ref()))
+            .collect::<Result<_, _>>()?;
         let rejects = Arc::new(RejectLog::new(None));
         let summary = index_inputs(
             &self.topology,
-            vec![input],
+            inputs,
             &IndexerOptions::default(),
             rejects,
             Arc::default(),

@@ -109,7 +109,7 @@ async fn start(args: &UpArgs) -> anyhow::Result<LocalCluster> {
         );
     } else {
         eprintln!("indexing {} ...", corpus.display());
-        let summary = cluster.index_corpus(&corpus).await?;
+        let summary = cluster.index_corpus([&corpus]).await?;
         eprintln!(
             "indexed {} documents in {:.1} s ({} rejected)",
             summary.docs_indexed,

@@ -2,7 +2,7 @@
 //! leaves' own schema and code, so that every cluster figure can be given as a ratio to it. And
 //! the query files both are driven with.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fanout_indexer::ndjson::{Line, LineReader};
@@ -29,8 +29,40 @@ pub fn load_queries(path: &Path, shuffle_seed: Option<u64>) -> anyhow::Result<Ve
     Ok(queries)
 }
 
-/// Builds one in-memory tantivy index (the leaves' schema and code) holding `corpus`.
-pub fn build_direct_index(corpus: &Path) -> anyhow::Result<ShardIndex> {
+/// The files of a corpus (`--corpus`, repeatable), or the bundled demo corpus if none is named.
+pub fn corpus_or_demo(files: &[PathBuf]) -> Vec<PathBuf> {
+    if files.is_empty() {
+        vec![crate::cluster::default_corpus()]
+    } else {
+        files.to_vec()
+    }
+}
+
+/// The files of a corpus as one name, for reports.
+pub fn corpus_name(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    names.join(" + ")
+}
+
+/// Calls `each` with every document line of `files` (plain or gzip), one file after another,
+/// read as the indexer reads them; empty and over-long lines are skipped.
+pub fn for_each_document(
+    files: &[PathBuf],
+    mut each: impl FnMut(String) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for file in files {
+        let mut reader = LineReader::open(Input::open(file)?.reader, 10 << 20)?;
+        while let Some((_, line)) = reader.next_line()? {
+            if let Line::Text(text) = line {
+                each(text)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds one in-memory tantivy index (the leaves' schema and code) holding the corpus `files`.
+pub fn build_direct_index(files: &[PathBuf]) -> anyhow::Result<ShardIndex> {
     let index = ShardIndex::in_ram(
         0,
         SchemaConfig::default(),
@@ -39,17 +71,15 @@ pub fn build_direct_index(corpus: &Path) -> anyhow::Result<ShardIndex> {
             memory_bytes: 256 << 20,
         },
     )?;
-    let mut reader = LineReader::open(Input::open(corpus)?.reader, 10 << 20)?;
     let mut batch = Vec::with_capacity(10_000);
-    while let Some((_, line)) = reader.next_line()? {
-        if let Line::Text(t) = line {
-            batch.push(t);
-        }
+    for_each_document(files, |text| {
+        batch.push(text);
         if batch.len() == 10_000 {
             index.index_batch(0, 0, &batch)?;
             batch.clear();
         }
-    }
+        Ok(())
+    })?;
     index.index_batch(0, 0, &batch)?;
     index.commit()?;
     Ok(index)
@@ -58,6 +88,30 @@ pub fn build_direct_index(corpus: &Path) -> anyhow::Result<ShardIndex> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_corpus_of_several_files_is_read_in_order_plain_or_gzip() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("a.ndjson");
+        std::fs::write(&plain, "{\"id\": \"1\"}\n\n{\"id\": \"2\"}\n").unwrap();
+        let gzip = dir.path().join("b.ndjson.gz");
+        let mut encoder = flate2::write::GzEncoder::new(
+            std::fs::File::create(&gzip).unwrap(),
+            flate2::Compression::fast(),
+        );
+        encoder.write_all(b"{\"id\": \"3\"}\n").unwrap();
+        encoder.finish().unwrap();
+        let mut seen = Vec::new();
+        for_each_document(&[plain.clone(), gzip.clone()], |line| {
+            seen.push(line);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, [r#"{"id": "1"}"#, r#"{"id": "2"}"#, r#"{"id": "3"}"#]);
+        let index = build_direct_index(&[plain, gzip]).unwrap();
+        assert_eq!(index.num_docs(), 3);
+    }
 
     #[test]
     fn reads_jsonl_and_plain_queries() {

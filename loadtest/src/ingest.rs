@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fanout_indexer::ndjson::{Line, LineReader};
 use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog};
 use fanout_leaf::SchemaConfig;
 use serde::Serialize;
 use tantivy::{Index, TantivyDocument};
 
 use crate::cluster::{ClusterSpec, LocalCluster};
+use crate::direct::for_each_document;
 
 /// One timed import.
 #[derive(Clone, Debug, Serialize)]
@@ -41,16 +41,24 @@ fn cpu_seconds() -> (f64, f64) {
     (secs(UsageWho::RUSAGE_SELF), secs(UsageWho::RUSAGE_CHILDREN))
 }
 
-/// Imports `corpus` into a fresh local cluster of `spec`'s shape with the indexer's code, and
-/// times it from the first byte read to the last replica's commit.
-pub async fn cluster_run(spec: &ClusterSpec, corpus: &Path) -> anyhow::Result<IngestRun> {
+/// The size of the corpus `files` as stored (compressed, if they are).
+fn stored_bytes(files: &[PathBuf]) -> std::io::Result<u64> {
+    files.iter().map(|f| Ok(std::fs::metadata(f)?.len())).sum()
+}
+
+/// Imports the corpus `files` into a fresh local cluster of `spec`'s shape with the indexer's
+/// code, and times it from the first byte read to the last replica's commit.
+pub async fn cluster_run(spec: &ClusterSpec, files: &[PathBuf]) -> anyhow::Result<IngestRun> {
     let cluster = LocalCluster::start_leaves(spec).await?;
-    let bytes = std::fs::metadata(corpus)?.len();
+    let bytes = stored_bytes(files)?;
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let summary = index_inputs(
         &cluster.topology,
-        vec![Input::open(corpus)?],
+        files
+            .iter()
+            .map(|f| Input::open(f))
+            .collect::<Result<_, _>>()?,
         &IndexerOptions::default(),
         Arc::new(RejectLog::new(None)),
         Arc::default(),
@@ -78,25 +86,25 @@ pub async fn cluster_run(spec: &ClusterSpec, corpus: &Path) -> anyhow::Result<In
     Ok(run)
 }
 
-/// Indexes `corpus` with tantivy alone into a fresh on-disk index in `dir`, with the leaves'
-/// schema and `threads` indexing threads, and times it from the first byte read to the commit.
-pub fn direct_run(dir: &Path, corpus: &Path, threads: usize) -> anyhow::Result<IngestRun> {
+/// Indexes the corpus `files` with tantivy alone into a fresh on-disk index in `dir`, with the
+/// leaves' schema and `threads` indexing threads, and times it from the first byte read to the
+/// commit.
+pub fn direct_run(dir: &Path, files: &[PathBuf], threads: usize) -> anyhow::Result<IngestRun> {
     let schema = SchemaConfig::default().build();
-    let bytes = std::fs::metadata(corpus)?.len();
+    let bytes = stored_bytes(files)?;
     let cpu_before = cpu_seconds().0;
     let started = Instant::now();
     let index = Index::create_in_dir(dir, schema.clone())?;
     let mut writer = index.writer_with_num_threads(threads, threads * (64 << 20))?;
-    let mut reader = LineReader::open(Input::open(corpus)?.reader, 10 << 20)?;
     let mut docs = 0;
-    while let Some((_, line)) = reader.next_line()? {
-        let Line::Text(text) = line else { continue };
+    for_each_document(files, |text| {
         // Documents the schema refuses are skipped here as the leaves reject them.
         if let Ok(doc) = TantivyDocument::parse_json(&schema, &text) {
             writer.add_document(doc)?;
             docs += 1;
         }
-    }
+        Ok(())
+    })?;
     writer.commit()?;
     writer.wait_merging_threads()?;
     let mut run = run(
@@ -145,7 +153,7 @@ pub fn median_rate(runs: &[IngestRun], prefix: &str) -> Option<f64> {
 /// `scratch`.
 pub async fn compare(
     spec: &ClusterSpec,
-    corpus: &Path,
+    files: &[PathBuf],
     runs: usize,
     threads: usize,
     scratch: &Path,
@@ -154,14 +162,14 @@ pub async fn compare(
     for i in 0..runs {
         let mut spec = spec.clone();
         spec.data_dir = scratch.join(format!("cluster-{i}"));
-        let cluster = cluster_run(&spec, corpus).await?;
+        let cluster = cluster_run(&spec, files).await?;
         eprintln!("{}", line(&cluster));
         results.push(cluster);
         let dir: PathBuf = scratch.join(format!("direct-{i}"));
         std::fs::create_dir_all(&dir)?;
-        let corpus = corpus.to_path_buf();
+        let files = files.to_vec();
         let direct =
-            tokio::task::spawn_blocking(move || direct_run(&dir, &corpus, threads)).await??;
+            tokio::task::spawn_blocking(move || direct_run(&dir, &files, threads)).await??;
         eprintln!("{}", line(&direct));
         results.push(direct);
     }
@@ -214,7 +222,7 @@ mod tests {
         .unwrap();
         let index_dir = dir.path().join("index");
         std::fs::create_dir_all(&index_dir).unwrap();
-        let run = direct_run(&index_dir, &corpus, 1).unwrap();
+        let run = direct_run(&index_dir, &[corpus], 1).unwrap();
         assert_eq!(run.docs, 2);
         let index = Index::open_in_dir(&index_dir).unwrap();
         assert_eq!(index.reader().unwrap().searcher().num_docs(), 2);

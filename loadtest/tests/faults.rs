@@ -54,7 +54,7 @@ async fn no_query_fails_while_one_replica_stalls_repeatedly_and_another_is_kille
         )
     };
     let mut cluster = LocalCluster::start_leaves(&spec).await.unwrap();
-    cluster.index_corpus(&corpus).await.unwrap();
+    cluster.index_corpus([&corpus]).await.unwrap();
     let url = cluster.start_root(&spec).await.unwrap();
 
     let pid = |name: &str| cluster.process(name).unwrap().pid().unwrap() as i32;
