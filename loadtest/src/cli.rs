@@ -491,7 +491,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             .await
         }
         Some(p99) => {
-            let (best, steps) = sweep(
+            let found = sweep(
                 &Target::http(&url),
                 &queries,
                 &plan,
@@ -500,8 +500,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 "cluster",
             )
             .await;
-            summary.push(("cluster", best, steps[0].p50_us));
-            steps
+            summary.push(("cluster", found.best, found.low_p50_us));
+            found.reports
         }
     };
     faulting.abort();
@@ -529,10 +529,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 reports.extend(run_load(&direct, queries, &direct_plan, None).await);
             }
             Some(p99) => {
-                let (best, steps) =
-                    sweep(&direct, &queries, &plan, p99, args.low_rate, "direct").await;
-                summary.push(("direct", best, steps[0].p50_us));
-                reports.extend(steps);
+                let found = sweep(&direct, &queries, &plan, p99, args.low_rate, "direct").await;
+                summary.push(("direct", found.best, found.low_p50_us));
+                reports.extend(found.reports);
             }
         }
     }

@@ -61,9 +61,18 @@ impl RateSearch {
     }
 }
 
+/// What a sweep found.
+pub struct Sweep {
+    /// The highest rate that met the target, if any did.
+    pub best: Option<f64>,
+    /// The median latency at the low rate.
+    pub low_p50_us: u64,
+    /// A report per step: the low-rate run first, the half-rate run last.
+    pub reports: Vec<ScenarioReport>,
+}
+
 /// Runs at `low_rate`, finds the highest rate meeting the p99 target on `target`, then runs at
-/// half of it. Returns that rate and a report per step (the low-rate run first, the half-rate
-/// run last).
+/// half of it.
 pub async fn sweep(
     target: &Target,
     queries: &Arc<Vec<String>>,
@@ -71,7 +80,7 @@ pub async fn sweep(
     p99: Duration,
     low_rate: f64,
     label: &str,
-) -> (Option<f64>, Vec<ScenarioReport>) {
+) -> Sweep {
     let Mode::Open {
         rate: start,
         arrivals,
@@ -95,6 +104,7 @@ pub async fn sweep(
     let mut search = RateSearch::new(start, 12);
     let low = format!("{label} @ low, {low_rate:.0}/s");
     let mut reports = run_load(target, Arc::clone(queries), &step(low_rate, low), None).await;
+    let low_p50_us = reports[0].p50_us;
     while let Some(rate) = search.next_rate() {
         let name = format!("{label} @ {rate:.0}/s");
         let report = run_load(target, Arc::clone(queries), &step(rate, name), None)
@@ -117,7 +127,11 @@ pub async fn sweep(
         let name = format!("{label} @ half, {half:.0}/s");
         reports.extend(run_load(target, Arc::clone(queries), &step(half, name), None).await);
     }
-    (search.best(), reports)
+    Sweep {
+        best: search.best(),
+        low_p50_us,
+        reports,
+    }
 }
 
 #[cfg(test)]
