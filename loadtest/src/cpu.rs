@@ -2,6 +2,8 @@
 //! CPU each part of the system spent per request. On a machine where the load generator, the
 //! root and the leaves share the cores, that is what bounds throughput: a system spending
 //! `c` CPU-µs per request on `n` cores cannot serve more than `n / c` requests per µs.
+//! Also the CPU of this process and its reaped children, for runs whose processes have exited
+//! by the time they are counted.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -38,6 +40,19 @@ impl CpuMeter {
         }
         by_role
     }
+}
+
+/// CPU seconds used so far by this process and by its reaped children: for processes that are
+/// gone by the time they are counted, which `/proc` no longer shows.
+pub fn cpu_seconds() -> (f64, f64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let secs = |who| {
+        getrusage(who).map_or(0.0, |u| {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        })
+    };
+    (secs(UsageWho::RUSAGE_SELF), secs(UsageWho::RUSAGE_CHILDREN))
 }
 
 /// CPU µs per request per role between two samples, over `requests`.

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tantivy::{Index, TantivyDocument};
 
 use crate::cluster::{ClusterSpec, LocalCluster};
+use crate::cpu::cpu_seconds;
 use crate::direct::for_each_document;
 
 /// One timed import.
@@ -27,18 +28,6 @@ pub struct IngestRun {
     /// leaf processes, over the run.
     pub cpu_self: f64,
     pub cpu_leaves: f64,
-}
-
-/// CPU seconds used so far by this process and by its reaped children.
-fn cpu_seconds() -> (f64, f64) {
-    use nix::sys::resource::{getrusage, UsageWho};
-    let secs = |who| {
-        getrusage(who).map_or(0.0, |u| {
-            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-            t(u.user_time()) + t(u.system_time())
-        })
-    };
-    (secs(UsageWho::RUSAGE_SELF), secs(UsageWho::RUSAGE_CHILDREN))
 }
 
 /// The size of the corpus `files` as stored (compressed, if they are).
