@@ -29,23 +29,21 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// Records a failed request or probe; an ejection it causes is logged and counted here, the
-    /// one place that does so whether a query or the health prober saw the failure.
-    pub fn record_failure(&self, policy: &ReplicaPolicy, why: &str) {
-        if let FailureEffect::Ejected(backoff) = self.state.record_failure(policy) {
-            tracing::warn!(replica = %self.name, ?backoff, why, "replica ejected after consecutive failures");
-            self.ejections.increment(1);
-        }
-    }
-}
-
-impl Replica {
     fn new(name: String, client: Arc<dyn LeafClient>, policy: &ReplicaPolicy) -> Self {
         Self {
             ejections: metrics::counter!("fanout_root_ejections_total", "replica" => name.clone()),
             state: ReplicaState::new(policy),
             name,
             client,
+        }
+    }
+
+    /// Records a failed request or probe; an ejection it causes is logged and counted here, the
+    /// one place that does so whether a query or the health prober saw the failure.
+    pub fn record_failure(&self, policy: &ReplicaPolicy, why: &str) {
+        if let FailureEffect::Ejected(backoff) = self.state.record_failure(policy) {
+            tracing::warn!(replica = %self.name, ?backoff, why, "replica ejected after consecutive failures");
+            self.ejections.increment(1);
         }
     }
 }
