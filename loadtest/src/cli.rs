@@ -330,17 +330,11 @@ async fn index_bench(args: IndexBenchArgs) -> anyhow::Result<()> {
     let spec = args.shape.spec(scratch.path(), args.leaf_arg.clone())?;
     let runs =
         crate::ingest::compare(&spec, &corpus, args.runs.max(1), threads, scratch.path()).await?;
-    let cluster = crate::ingest::median_rate(&runs, "cluster").unwrap_or(0.0);
-    let direct = crate::ingest::median_rate(&runs, "tantivy").unwrap_or(0.0);
-    let ratio = cluster / direct.max(f64::MIN_POSITIVE);
-    println!(
-        "median: cluster {}x{} {cluster:.0} docs/s, tantivy alone ({threads} threads) {direct:.0} docs/s: {:.1}% of tantivy alone",
-        args.shape.shards,
-        args.shape.replicas,
-        100.0 * ratio
-    );
+    let findings = crate::ingest::Findings::of(&runs);
+    let cluster = format!("cluster {}x{}", args.shape.shards, args.shape.replicas);
+    println!("{}", findings.report(&cluster, threads));
     if let Some(path) = &args.json {
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "corpus": corpus
                 .iter()
                 .filter_map(|f| f.file_name())
@@ -352,10 +346,12 @@ async fn index_bench(args: IndexBenchArgs) -> anyhow::Result<()> {
             "direct_threads": threads,
             "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
             "runs": runs,
-            "median_cluster_docs_per_sec": cluster,
-            "median_direct_docs_per_sec": direct,
-            "ratio": ratio,
         });
+        if let (Some(out), serde_json::Value::Object(found)) =
+            (json.as_object_mut(), serde_json::to_value(&findings)?)
+        {
+            out.extend(found);
+        }
         std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")?;
     }
     Ok(())

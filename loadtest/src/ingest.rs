@@ -121,21 +121,105 @@ fn run(target: String, docs: u64, bytes: u64, elapsed: Duration) -> IngestRun {
 
 /// The median docs/s of the runs whose target starts with `prefix`.
 pub fn median_rate(runs: &[IngestRun], prefix: &str) -> Option<f64> {
-    let mut rates: Vec<f64> = runs
-        .iter()
-        .filter(|r| r.target.starts_with(prefix))
-        .map(|r| r.docs_per_sec)
-        .collect();
-    if rates.is_empty() {
+    median(
+        runs.iter()
+            .filter(|r| r.target.starts_with(prefix))
+            .map(|r| r.docs_per_sec)
+            .collect(),
+    )
+}
+
+/// The middle value, or the mean of the two middle ones.
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
+    if values.is_empty() {
         return None;
     }
-    rates.sort_by(f64::total_cmp);
-    let mid = rates.len() / 2;
-    Some(if rates.len() % 2 == 1 {
-        rates[mid]
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Some(if values.len() % 2 == 1 {
+        values[mid]
     } else {
-        (rates[mid - 1] + rates[mid]) / 2.0
+        (values[mid - 1] + values[mid]) / 2.0
     })
+}
+
+/// Each cluster run against the direct run right after it, as [`compare`] alternates them:
+/// cluster docs/s over direct docs/s, and direct CPU over the cluster's (indexer and leaves).
+/// The two runs of a pair share the machine's state of the moment; on a shared machine that
+/// state changes more from one minute to the next than the two systems differ, so the median
+/// of the pairs is steadier than the ratio of the two medians.
+pub fn pair_ratios(runs: &[IngestRun]) -> Vec<PairRatio> {
+    runs.windows(2)
+        .filter(|w| w[0].target.starts_with("cluster") && w[1].target.starts_with("tantivy"))
+        .map(|w| PairRatio {
+            rate: w[0].docs_per_sec / w[1].docs_per_sec.max(f64::MIN_POSITIVE),
+            cpu: w[1].cpu_self / (w[0].cpu_self + w[0].cpu_leaves).max(f64::MIN_POSITIVE),
+        })
+        .collect()
+}
+
+/// One cluster run against the direct run after it; see [`pair_ratios`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PairRatio {
+    /// Cluster docs/s over direct docs/s.
+    pub rate: f64,
+    /// Direct CPU seconds over the cluster's.
+    pub cpu: f64,
+}
+
+/// What a comparison found.
+#[derive(Clone, Debug, Serialize)]
+pub struct Findings {
+    pub median_cluster_docs_per_sec: f64,
+    pub median_direct_docs_per_sec: f64,
+    /// The ratio of the two medians.
+    pub ratio: f64,
+    pub pairs: Vec<PairRatio>,
+    pub median_pair_ratio: f64,
+    pub median_pair_cpu_ratio: f64,
+}
+
+impl Findings {
+    /// The medians and pairs of runs made by [`compare`].
+    pub fn of(runs: &[IngestRun]) -> Self {
+        let cluster = median_rate(runs, "cluster").unwrap_or(0.0);
+        let direct = median_rate(runs, "tantivy").unwrap_or(0.0);
+        let pairs = pair_ratios(runs);
+        let median_of =
+            |of: fn(&PairRatio) -> f64| median(pairs.iter().map(of).collect()).unwrap_or(0.0);
+        Self {
+            median_cluster_docs_per_sec: cluster,
+            median_direct_docs_per_sec: direct,
+            ratio: cluster / direct.max(f64::MIN_POSITIVE),
+            median_pair_ratio: median_of(|p| p.rate),
+            median_pair_cpu_ratio: median_of(|p| p.cpu),
+            pairs,
+        }
+    }
+
+    /// The closing lines of the report; `cluster` names the cluster's shape.
+    pub fn report(&self, cluster: &str, threads: usize) -> String {
+        let percents = |of: fn(&PairRatio) -> f64| {
+            let list: Vec<String> = self
+                .pairs
+                .iter()
+                .map(|p| format!("{:.1}", 100.0 * of(p)))
+                .collect();
+            list.join(", ")
+        };
+        format!(
+            "median: {cluster} {:.0} docs/s, tantivy alone ({threads} threads) {:.0} docs/s: {:.1}% of tantivy alone\n\
+             each cluster run against the direct run after it: {}%; median {:.1}%\n\
+             the same by CPU seconds (direct over indexer + leaves): {}%; median {:.1}%",
+            self.median_cluster_docs_per_sec,
+            self.median_direct_docs_per_sec,
+            100.0 * self.ratio,
+            percents(|p| p.rate),
+            100.0 * self.median_pair_ratio,
+            percents(|p| p.cpu),
+            100.0 * self.median_pair_cpu_ratio,
+        )
+    }
 }
 
 /// Runs the cluster and direct imports in turns, `runs` times each, in fresh directories under
@@ -198,6 +282,48 @@ mod tests {
         assert_eq!(median_rate(&runs, "cluster"), Some(20.0));
         assert_eq!(median_rate(&runs, "tantivy"), Some(75.0));
         assert_eq!(median_rate(&runs, "nothing"), None);
+    }
+
+    #[test]
+    fn pairs_each_cluster_run_with_the_direct_run_after_it() {
+        let r = |target: &str, rate: f64, cpu_self: f64, cpu_leaves: f64| IngestRun {
+            target: target.into(),
+            docs: 1,
+            seconds: 1.0,
+            docs_per_sec: rate,
+            mb_per_sec: 0.0,
+            cpu_self,
+            cpu_leaves,
+        };
+        let runs = [
+            r("cluster 2x2", 40.0, 1.0, 19.0),
+            r("tantivy alone", 100.0, 8.0, 0.0),
+            r("cluster 2x2", 30.0, 1.0, 9.0),
+            r("tantivy alone", 50.0, 5.0, 0.0),
+        ];
+        let pairs = pair_ratios(&runs);
+        assert_eq!(
+            pairs,
+            vec![
+                PairRatio {
+                    rate: 0.4,
+                    cpu: 0.4
+                },
+                PairRatio {
+                    rate: 0.6,
+                    cpu: 0.5
+                },
+            ]
+        );
+        let findings = Findings::of(&runs);
+        assert_eq!(findings.median_pair_ratio, 0.5);
+        assert_eq!(findings.median_pair_cpu_ratio, 0.45);
+        assert_eq!(findings.ratio, 35.0 / 75.0);
+        assert!(findings
+            .report("cluster 2x2", 2)
+            .contains("after it: 40.0, 60.0%; median 50.0%"));
+        // A direct run before its cluster run pairs with nothing.
+        assert!(pair_ratios(&runs[1..3]).is_empty());
     }
 
     #[test]
