@@ -4,10 +4,8 @@
 //! the same run.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog};
 use fanout_leaf::SchemaConfig;
 use serde::Serialize;
 use tantivy::{Index, TantivyDocument};
@@ -42,24 +40,8 @@ pub async fn cluster_run(spec: &ClusterSpec, files: &[PathBuf]) -> anyhow::Resul
     let bytes = stored_bytes(files)?;
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let summary = index_inputs(
-        &cluster.topology,
-        files
-            .iter()
-            .map(|f| Input::open(f))
-            .collect::<Result<_, _>>()?,
-        &IndexerOptions::default(),
-        Arc::new(RejectLog::new(None)),
-        Arc::default(),
-    )
-    .await?;
+    let summary = cluster.index_corpus(files).await?;
     let elapsed = started.elapsed();
-    anyhow::ensure!(
-        summary.is_complete(),
-        "the import failed: {:?} {:?}",
-        summary.replica_failures,
-        summary.input_errors
-    );
     let cpu_self = cpu_seconds().0 - cpu_before.0;
     // Children count once reaped; the leaves' start-up and shutdown are in it too, which
     // are small next to an import.
