@@ -8,16 +8,13 @@ use std::time::Duration;
 
 use fanout_proto::pb::leaf_client::LeafClient;
 use fanout_proto::pb::{self, CommitRequest, DeleteRequest, IndexRequest};
-use fanout_proto::{ReplicaAddr, ShardId, ShardSpec};
+use fanout_proto::{ReplicaAddr, ShardId, ShardSpec, MAX_MESSAGE_BYTES};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 use crate::ndjson::LineError;
 use crate::progress::Progress;
 use crate::run::{IndexerOptions, Reject, RejectLog, WriteMode};
-
-/// Largest gRPC message the indexer sends: must stay under the leaves' limit.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
 
 /// Documents bound for one shard, with the input lines they came from.
 #[derive(Debug, Default)]

@@ -60,6 +60,8 @@ pub struct Args {
     /// directory.
     #[arg(long, env = "FANOUT_LEAF_AWAIT_SEED")]
     pub await_seed: bool,
+    #[command(flatten)]
+    pub query: fanout_proto::query::QueryLimitArgs,
 }
 
 /// Opens the index, binds, prints the bound address and serves until Ctrl-C or SIGTERM.
@@ -74,8 +76,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let data_dir = args.data_dir.clone();
     let shard = args.shard;
+    let limits = args.query.limits();
     let index = tokio::task::spawn_blocking(move || {
-        ShardIndex::open_or_create(&data_dir, shard, schema, &writer)
+        let mut index = ShardIndex::open_or_create(&data_dir, shard, schema, &writer)?;
+        index.set_query_limits(limits);
+        anyhow::Ok(index)
     })
     .await??;
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -8,6 +8,9 @@ pub enum LeafError {
     /// The query does not parse against the schema. The message is the parser's.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The query breaks one of the contract's limits, or asks for what is not supported.
+    #[error(transparent)]
+    Query(#[from] fanout_proto::query::QueryError),
     /// A request parameter is out of range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -23,9 +26,12 @@ pub enum LeafError {
     /// The write-ahead log could not be written or read: nothing was acknowledged.
     #[error(transparent)]
     Log(#[from] crate::wal::WalError),
-    /// The caller gave up before the work started, so it was skipped.
-    #[error("cancelled by the caller before it started")]
+    /// The caller gave up, so the work was skipped or stopped.
+    #[error("cancelled by the caller")]
     Cancelled,
+    /// The search's deadline passed, so it was stopped.
+    #[error("the search's deadline passed")]
+    DeadlineExceeded,
     /// Anything else: a panicked worker.
     #[error("internal error: {0}")]
     Internal(String),
@@ -37,16 +43,26 @@ impl From<tantivy::directory::error::OpenReadError> for LeafError {
     }
 }
 
+impl From<crate::collect::Stopped> for LeafError {
+    fn from(stopped: crate::collect::Stopped) -> Self {
+        match stopped {
+            crate::collect::Stopped::Cancelled => LeafError::Cancelled,
+            crate::collect::Stopped::DeadlineExceeded => LeafError::DeadlineExceeded,
+        }
+    }
+}
+
 impl From<LeafError> for tonic::Status {
     fn from(e: LeafError) -> Self {
         let message = e.to_string();
         match e {
             // The root maps INVALID_ARGUMENT to an HTTP 400 with this message.
-            LeafError::InvalidQuery(_) | LeafError::InvalidArgument(_) => {
+            LeafError::InvalidQuery(_) | LeafError::Query(_) | LeafError::InvalidArgument(_) => {
                 tonic::Status::invalid_argument(message)
             }
             LeafError::WrongShard { .. } => tonic::Status::failed_precondition(message),
             LeafError::Cancelled => tonic::Status::cancelled(message),
+            LeafError::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
             // Retryable: a full disk may drain, and a restarted leaf has a fresh log.
             LeafError::Log(_) => tonic::Status::unavailable(message),
             LeafError::Config(_) | LeafError::Index(_) | LeafError::Internal(_) => {

@@ -1,5 +1,7 @@
 //! The thin gRPC adapter: converts between `fanout.v1` messages and [`LeafService`] calls.
 
+use std::time::Duration;
+
 use fanout_proto::pb;
 use tonic::{Request, Response, Status};
 
@@ -21,7 +23,13 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
         let global = req.global_stats.map(corpus_stats_from_pb);
         let found = self
             .0
-            .search(req.query, req.from as usize, req.size as usize, global)
+            .search(
+                req.query,
+                req.from as usize,
+                req.size as usize,
+                global,
+                (req.timeout_ms > 0).then(|| Duration::from_millis(req.timeout_ms.into())),
+            )
             .await?;
         let hits = found
             .hits

@@ -6,16 +6,18 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use fanout_proto::query::QueryLimits;
 use fanout_proto::{shard_for_id, ShardId};
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use tantivy::collector::{Count, TopDocs};
-use tantivy::query::QueryParser;
 use tantivy::schema::{Field, OwnedValue, Schema, Value as _};
 use tantivy::InvertedIndexReader;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
+use crate::collect::{is_interruption, Interrupt, Interruptible};
 use crate::error::LeafError;
+use crate::query::QueryBuilder;
 use crate::schema::SchemaConfig;
 use crate::stats::{shard_stats, CorpusStats, SuppliedStats};
 use crate::wal::{Entry, OpKind, Wal};
@@ -26,6 +28,11 @@ const PAYLOAD_WAL_SEQ: &str = "wal_seq";
 
 /// Largest `from + size` a leaf accepts: deeper pages cost memory on every shard.
 pub const MAX_WINDOW: usize = 100_000;
+
+/// Most bytes of hits (ids and stored fields) one search answer may carry: below the gRPC
+/// message limit, so that a page of huge documents is a clear error rather than a failed
+/// encode that looks like a broken replica.
+pub const MAX_RESPONSE_BYTES: usize = fanout_proto::MAX_MESSAGE_BYTES - (1 << 20);
 
 /// How the index writer may use the machine.
 #[derive(Clone, Debug)]
@@ -102,7 +109,7 @@ pub struct ShardIndex {
     uncommitted_ops: AtomicU64,
     uncommitted_log_bytes: AtomicU64,
     reader: IndexReader,
-    query_parser: QueryParser,
+    queries: QueryBuilder,
     /// The opstamp of the last commit visible to searches: persists across restarts.
     generation: AtomicU64,
     /// Log records replayed when the index was opened.
@@ -200,7 +207,7 @@ impl ShardIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let query_parser = QueryParser::for_index(&index, config.default_search_fields(&schema));
+        let queries = QueryBuilder::new(&index, &config, QueryLimits::default());
         let generation = index.load_metas()?.opstamp;
         Ok(Self {
             shard,
@@ -216,10 +223,15 @@ impl ShardIndex {
             uncommitted_ops: AtomicU64::new(0),
             uncommitted_log_bytes: AtomicU64::new(0),
             reader,
-            query_parser,
+            queries,
             generation: AtomicU64::new(generation),
             replayed: 0,
         })
+    }
+
+    /// Checks queries against `limits` instead of the contract's defaults.
+    pub fn set_query_limits(&mut self, limits: QueryLimits) {
+        self.queries = QueryBuilder::new(&self.index, &self.config, limits);
     }
 
     /// The shard this index serves.
@@ -392,12 +404,14 @@ impl ShardIndex {
 
     /// Runs a query: the `size` best hits after skipping `from`, and the number of matches.
     /// With `stats`, scores with those (the cluster's) statistics instead of the shard's own.
+    /// Stops early, with an error, once `interrupt` fires.
     pub fn search(
         &self,
         query: &str,
         from: usize,
         size: usize,
         stats: Option<&CorpusStats>,
+        interrupt: &Interrupt,
     ) -> Result<LeafHits, LeafError> {
         if from.saturating_add(size) > MAX_WINDOW {
             return Err(LeafError::InvalidArgument(format!(
@@ -405,37 +419,61 @@ impl ShardIndex {
                 from.saturating_add(size)
             )));
         }
-        let query = self.parse_query(query)?;
+        let query = self.queries.build(query)?;
         let generation = self.generation();
         let searcher = self.reader.searcher();
-        let (top, total_hits) = if size == 0 {
-            (Vec::new(), searcher.search(&query, &Count)?)
+        let collected = if size == 0 {
+            let count = Interruptible {
+                inner: Count,
+                interrupt,
+            };
+            searcher.search(&query, &count).map(|n| (Vec::new(), n))
         } else {
             let top = TopDocs::with_limit(size).and_offset(from).order_by_score();
+            let collector = Interruptible {
+                inner: (top, Count),
+                interrupt,
+            };
             match stats {
-                None => searcher.search(&query, &(top, Count))?,
+                None => searcher.search(&query, &collector),
                 Some(supplied) => {
                     let provider = SuppliedStats {
                         supplied,
                         schema: &self.schema,
                         local: &searcher,
                     };
-                    searcher.search_with_statistics_provider(&query, &(top, Count), &provider)?
+                    searcher.search_with_statistics_provider(&query, &collector, &provider)
                 }
             }
         };
+        let (top, total_hits) = collected.map_err(|e| search_error(e, interrupt))?;
         let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
+        let mut response_bytes = 0;
+        for (i, (score, address)) in top.into_iter().enumerate() {
+            // Reading stored documents is most of a deep page's work.
+            if i % 64 == 63 {
+                interrupt.check().map_err(LeafError::from)?;
+            }
             let doc: TantivyDocument = searcher.doc(address)?;
             let id = doc
                 .get_first(self.id_field)
                 .and_then(|v| v.as_str())
                 .unwrap_or_default()
                 .to_string();
+            let fields_json = self.stored_fields_json(&doc)?;
+            response_bytes += id.len() + fields_json.len();
+            if response_bytes > MAX_RESPONSE_BYTES {
+                return Err(LeafError::InvalidArgument(format!(
+                    "the first {} hits' stored fields are over {} MiB, the most a response \
+                     carries; ask for fewer hits",
+                    i + 1,
+                    MAX_RESPONSE_BYTES >> 20
+                )));
+            }
             hits.push(LeafHit {
                 id,
                 score,
-                fields_json: self.stored_fields_json(&doc)?,
+                fields_json,
             });
         }
         Ok(LeafHits {
@@ -455,9 +493,7 @@ impl ShardIndex {
     }
 
     fn parse_query(&self, query: &str) -> Result<Box<dyn tantivy::query::Query>, LeafError> {
-        self.query_parser
-            .parse_query(query)
-            .map_err(|e| LeafError::InvalidQuery(e.to_string()))
+        self.queries.build(query)
     }
 
     /// A stored document as a JSON object, written directly from the stored values: one value
@@ -486,6 +522,24 @@ impl ShardIndex {
         })();
         written.map_err(|e| LeafError::Internal(format!("cannot encode stored fields: {e}")))?;
         Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+    }
+}
+
+/// A failed search's error: the interruption's reason, the query's fault (a field that cannot be
+/// searched that way), or the index's.
+fn search_error(error: tantivy::TantivyError, interrupt: &Interrupt) -> LeafError {
+    use tantivy::TantivyError as E;
+    if is_interruption(&error) {
+        if let Err(stopped) = interrupt.check() {
+            return stopped.into();
+        }
+    }
+    match error {
+        E::SchemaError(why) | E::InvalidArgument(why) => LeafError::InvalidQuery(why),
+        E::FieldNotFound(field) => {
+            LeafError::InvalidQuery(format!("field does not exist: {field:?}"))
+        }
+        other => LeafError::Index(other),
     }
 }
 

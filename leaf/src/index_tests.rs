@@ -1,4 +1,5 @@
 use super::*;
+use crate::collect::Interrupt;
 
 /// A hit's stored fields, parsed back.
 fn fields(hit: &LeafHit) -> Value {
@@ -20,7 +21,9 @@ fn finds_what_was_indexed_with_stored_fields() {
         r#"{"id": "b", "title": "blue whale", "body": "the largest animal"}"#,
         r#"{"id": "c", "title": "red panda", "body": "red fur", "date": "2024-01-02T03:04:05Z"}"#,
     ]);
-    let found = index.search("red", 0, 10, None).unwrap();
+    let found = index
+        .search("red", 0, 10, None, &Interrupt::never())
+        .unwrap();
     assert_eq!(found.total_hits, 2);
     let ids: Vec<_> = found.hits.iter().map(|h| h.id.as_str()).collect();
     assert_eq!(ids, ["c", "a"], "c mentions red twice");
@@ -31,7 +34,10 @@ fn finds_what_was_indexed_with_stored_fields() {
         "absent fields are left out"
     );
     let multi = index_with(&[r#"{"id": "m", "title": "duo", "author": ["ann", "bob"]}"#]);
-    let hit = &multi.search("duo", 0, 1, None).unwrap().hits[0];
+    let hit = &multi
+        .search("duo", 0, 1, None, &Interrupt::never())
+        .unwrap()
+        .hits[0];
     assert_eq!(
         fields(hit)["author"],
         serde_json::json!(["ann", "bob"]),
@@ -39,25 +45,40 @@ fn finds_what_was_indexed_with_stored_fields() {
     );
     assert_eq!(fields(hit)["id"], "m");
     assert_eq!(
-        index.search("+red -panda", 0, 10, None).unwrap().hits[0].id,
+        index
+            .search("+red -panda", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .hits[0]
+            .id,
         "a"
     );
     assert_eq!(
         index
-            .search("\"largest animal\"", 0, 10, None)
+            .search("\"largest animal\"", 0, 10, None, &Interrupt::never())
             .unwrap()
             .hits[0]
             .id,
         "b"
     );
     assert_eq!(
-        index.search("title:whale", 0, 10, None).unwrap().total_hits,
+        index
+            .search("title:whale", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
         1
     );
-    let second = index.search("red", 1, 10, None).unwrap();
+    let second = index
+        .search("red", 1, 10, None, &Interrupt::never())
+        .unwrap();
     assert_eq!(second.hits.len(), 1);
     assert_eq!(second.total_hits, 2);
-    assert_eq!(index.search("red", 0, 0, None).unwrap().total_hits, 2);
+    assert_eq!(
+        index
+            .search("red", 0, 0, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
+        2
+    );
 }
 
 #[test]
@@ -68,8 +89,20 @@ fn reindexing_an_id_replaces_the_document() {
         .unwrap();
     index.commit().unwrap();
     assert_eq!(index.num_docs(), 1);
-    assert_eq!(index.search("old", 0, 10, None).unwrap().total_hits, 0);
-    assert_eq!(index.search("new", 0, 10, None).unwrap().total_hits, 1);
+    assert_eq!(
+        index
+            .search("old", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
+        0
+    );
+    assert_eq!(
+        index
+            .search("new", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
+        1
+    );
 }
 
 #[test]
@@ -103,7 +136,14 @@ fn bad_documents_are_rejected_one_by_one() {
         outcome.rejected
     );
     index.commit().unwrap();
-    assert_eq!(index.search("id:42", 0, 1, None).unwrap().hits[0].id, "42");
+    assert_eq!(
+        index
+            .search("id:42", 0, 1, None, &Interrupt::never())
+            .unwrap()
+            .hits[0]
+            .id,
+        "42"
+    );
 }
 
 #[test]
@@ -137,11 +177,21 @@ fn refuses_documents_routed_to_the_wrong_shard() {
 #[test]
 fn bad_queries_and_windows_are_invalid_arguments() {
     let index = index_with(&[r#"{"id": "a", "title": "x"}"#]);
-    let err = index.search("title:(", 0, 10, None).unwrap_err();
+    let err = index
+        .search("title:(", 0, 10, None, &Interrupt::never())
+        .unwrap_err();
+    assert!(matches!(err, LeafError::Query(_)), "{err}");
+    assert_eq!(
+        tonic::Status::from(err).code(),
+        tonic::Code::InvalidArgument
+    );
+    let err = index
+        .search("nosuchfield:x", 0, 10, None, &Interrupt::never())
+        .unwrap_err();
     assert!(matches!(err, LeafError::InvalidQuery(_)), "{err}");
-    let err = index.search("nosuchfield:x", 0, 10, None).unwrap_err();
-    assert!(matches!(err, LeafError::InvalidQuery(_)), "{err}");
-    let err = index.search("x", MAX_WINDOW, 1, None).unwrap_err();
+    let err = index
+        .search("x", MAX_WINDOW, 1, None, &Interrupt::never())
+        .unwrap_err();
     assert!(matches!(err, LeafError::InvalidArgument(_)), "{err}");
 }
 
@@ -160,7 +210,13 @@ fn generation_survives_reopening() {
     assert!(generation > 0);
     let index = ShardIndex::open_or_create(dir.path(), 0, SchemaConfig::default(), &opts).unwrap();
     assert_eq!(index.generation(), generation);
-    assert_eq!(index.search("kept", 0, 10, None).unwrap().total_hits, 1);
+    assert_eq!(
+        index
+            .search("kept", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
+        1
+    );
     let mut other = SchemaConfig::default();
     other.fields.pop();
     drop(index);
@@ -212,13 +268,35 @@ fn acknowledged_writes_survive_a_crash_before_any_commit() {
         "the replay was committed"
     );
     assert_eq!(index.num_docs(), 2);
-    assert_eq!(index.search("logged", 0, 10, None).unwrap().hits[0].id, "b");
-    assert_eq!(index.search("deleted", 0, 10, None).unwrap().total_hits, 0);
     assert_eq!(
-        index.search("committed", 0, 10, None).unwrap().total_hits,
+        index
+            .search("logged", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .hits[0]
+            .id,
+        "b"
+    );
+    assert_eq!(
+        index
+            .search("deleted", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
         0
     );
-    assert_eq!(index.search("replaced", 0, 10, None).unwrap().total_hits, 1);
+    assert_eq!(
+        index
+            .search("committed", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
+        0
+    );
+    assert_eq!(
+        index
+            .search("replaced", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
+        1
+    );
     assert_eq!(index.uncommitted(), Uncommitted::default());
     drop(index);
     let index = open();
@@ -280,12 +358,15 @@ fn an_id_sent_twice_before_a_commit_is_one_document() {
     index.commit().unwrap();
     assert_eq!(index.num_docs(), 2);
     assert_eq!(
-        index.search("title:third", 0, 10, None).unwrap().total_hits,
+        index
+            .search("title:third", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
         1
     );
     assert_eq!(
         index
-            .search("title:first title:second", 0, 10, None)
+            .search("title:first title:second", 0, 10, None, &Interrupt::never())
             .unwrap()
             .total_hits,
         0
@@ -297,7 +378,11 @@ fn an_id_sent_twice_before_a_commit_is_one_document() {
     index.commit().unwrap();
     assert_eq!(index.num_docs(), 2);
     assert_eq!(
-        index.search("title:fourth", 0, 10, None).unwrap().hits[0].id,
+        index
+            .search("title:fourth", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .hits[0]
+            .id,
         "b"
     );
 }
@@ -320,16 +405,47 @@ fn the_english_analyzer_stems_and_drops_stop_words() {
         .unwrap();
     index.commit().unwrap();
     assert_eq!(
-        index.search("title:run", 0, 10, None).unwrap().total_hits,
+        index
+            .search("title:run", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
         1
     );
     assert_eq!(
-        index.search("title:dog", 0, 10, None).unwrap().total_hits,
+        index
+            .search("title:dog", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
         1
     );
     assert_eq!(
-        index.search("title:the", 0, 10, None).unwrap().total_hits,
+        index
+            .search("title:the", 0, 10, None, &Interrupt::never())
+            .unwrap()
+            .total_hits,
         0,
         "a stop word is not indexed"
+    );
+}
+
+#[test]
+fn an_interrupted_search_stops_with_its_reason() {
+    let index = index_with(&[r#"{"id": "a", "title": "x"}"#]);
+    let cancelled = std::sync::atomic::AtomicBool::new(true);
+    let interrupt = Interrupt {
+        cancelled: Some(&cancelled),
+        deadline: None,
+    };
+    let err = index.search("x", 0, 10, None, &interrupt).unwrap_err();
+    assert!(matches!(err, LeafError::Cancelled), "{err}");
+    let interrupt = Interrupt {
+        cancelled: None,
+        deadline: Some(std::time::Instant::now()),
+    };
+    let err = index.search("*", 0, 0, None, &interrupt).unwrap_err();
+    assert!(matches!(err, LeafError::DeadlineExceeded), "{err}");
+    assert_eq!(
+        tonic::Status::from(err).code(),
+        tonic::Code::DeadlineExceeded
     );
 }

@@ -3,6 +3,8 @@
 //!
 //! - [`schema`]: the schema file and the tantivy schema built from it.
 //! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
+//! - [`query`]: query text to a tantivy query, within the contract's limits.
+//! - [`collect`]: collection that stops when its caller left or its deadline passed.
 //! - [`stats`]: BM25 statistics summed over shards, so that every shard scores as one index.
 //! - [`service`]: the leaf as a plain async API; runs index work off the async runtime.
 //! - [`wal`]: the write-ahead log that makes an acknowledged batch durable before a commit.
@@ -14,9 +16,11 @@
 //! - [`cli`]: the `fanout-leaf` command line.
 
 pub mod cli;
+pub mod collect;
 pub mod error;
 pub mod grpc;
 pub mod index;
+pub mod query;
 pub mod refresh;
 pub mod schema;
 pub mod seed;

@@ -13,8 +13,7 @@ use tokio_stream::StreamExt;
 use crate::grpc::GrpcLeaf;
 use crate::service::LeafService;
 
-/// Largest gRPC message a leaf accepts: an indexing batch of big documents.
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+use fanout_proto::MAX_MESSAGE_BYTES;
 
 /// Serves the `fanout.v1.Leaf` and `grpc.health.v1.Health` services on `listener`.
 pub async fn serve(

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 
 use fanout_proto::ShardId;
 
+use crate::collect::Interrupt;
 use crate::error::LeafError;
 use crate::index::{BatchOutcome, LeafHits, ShardIndex};
 use crate::refresh::RefreshPolicy;
@@ -52,10 +53,20 @@ impl SearchStats {
     }
 }
 
-/// A search between its arrival and its start. `claimed` is set by whichever comes first: the
-/// blocking task starting the search, or the request's future being dropped.
+/// Shared between a search's request future and the blocking task that runs it.
+#[derive(Default)]
+struct SearchControl {
+    /// Set by whichever comes first: the blocking task starting the search, or the request's
+    /// future being dropped.
+    claimed: AtomicBool,
+    /// Set when the request's future is dropped after the search started: the search stops
+    /// at its next check (see [`crate::collect`]).
+    cancelled: AtomicBool,
+}
+
+/// A search between its arrival and its end.
 struct Pending {
-    claimed: Arc<AtomicBool>,
+    control: Arc<SearchControl>,
     /// Whether the search was handed to the blocking pool (which then counts a skip itself).
     handed_off: bool,
     stats: Arc<SearchStats>,
@@ -63,8 +74,11 @@ struct Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let started = self.claimed.swap(true, Ordering::AcqRel);
-        if !started && !self.handed_off {
+        let started = self.control.claimed.swap(true, Ordering::AcqRel);
+        if started {
+            // Still running if the caller left early; finished otherwise, and then harmless.
+            self.control.cancelled.store(true, Ordering::Release);
+        } else if !self.handed_off {
             // Dropped while waiting for a search slot.
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
         }
@@ -155,7 +169,8 @@ impl LeafService {
         self.index.shard()
     }
 
-    /// Runs a query on the blocking pool, unless the caller gives up before it starts. With
+    /// Runs a query on the blocking pool, unless the caller gives up before it starts; stops it
+    /// if the caller gives up while it runs, or once `timeout` has passed since the call. With
     /// `global`, scores with those statistics (the cluster's) instead of the shard's own.
     pub async fn search(
         &self,
@@ -163,10 +178,12 @@ impl LeafService {
         from: usize,
         size: usize,
         global: Option<CorpusStats>,
+        timeout: Option<std::time::Duration>,
     ) -> Result<LeafHits, LeafError> {
-        let claimed = Arc::new(AtomicBool::new(false));
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let control = Arc::new(SearchControl::default());
         let mut pending = Pending {
-            claimed: Arc::clone(&claimed),
+            control: Arc::clone(&control),
             handed_off: false,
             stats: Arc::clone(&self.stats),
         };
@@ -180,12 +197,16 @@ impl LeafService {
             .blocking(move |index| {
                 let _slot = slot;
                 // Claim the search; if the caller already left, skip it.
-                if claimed.swap(true, Ordering::AcqRel) {
+                if control.claimed.swap(true, Ordering::AcqRel) {
                     stats.skipped.fetch_add(1, Ordering::Relaxed);
                     return Err(LeafError::Cancelled);
                 }
                 stats.run.fetch_add(1, Ordering::Relaxed);
-                index.search(&query, from, size, global.as_ref())
+                let interrupt = Interrupt {
+                    cancelled: Some(&control.cancelled),
+                    deadline,
+                };
+                index.search(&query, from, size, global.as_ref(), &interrupt)
             })
             .await;
         drop(pending);
@@ -292,7 +313,7 @@ mod tests {
     async fn a_search_cancelled_while_waiting_for_a_slot_never_runs() {
         let leaf = leaf(1);
         let busy = Arc::clone(&leaf.search_slots).try_acquire_owned().unwrap();
-        let mut waiting = Box::pin(leaf.search("apple".into(), 0, 10, None));
+        let mut waiting = Box::pin(leaf.search("apple".into(), 0, 10, None, None));
         assert!(
             futures_poll_once(waiting.as_mut()).await.is_none(),
             "no free slot"
@@ -303,7 +324,10 @@ mod tests {
             (leaf.search_stats().run(), leaf.search_stats().skipped()),
             (0, 1)
         );
-        let found = leaf.search("apple".into(), 0, 10, None).await.unwrap();
+        let found = leaf
+            .search("apple".into(), 0, 10, None, None)
+            .await
+            .unwrap();
         assert_eq!(found.total_hits, 1);
         assert_eq!(
             (leaf.search_stats().run(), leaf.search_stats().skipped()),

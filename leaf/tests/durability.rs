@@ -124,5 +124,17 @@ async fn a_graceful_shutdown_commits_what_was_acknowledged() {
         0,
         "the shutdown committed, so nothing to replay"
     );
-    assert_eq!(index.search("kept", 0, 10, None).unwrap().total_hits, 1);
+    assert_eq!(
+        index
+            .search(
+                "kept",
+                0,
+                10,
+                None,
+                &fanout_leaf::collect::Interrupt::never()
+            )
+            .unwrap()
+            .total_hits,
+        1
+    );
 }

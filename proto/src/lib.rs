@@ -1,9 +1,11 @@
 //! The `fanout.v1` contract, shared by every fanout component and nothing else.
 //!
 //! - [`pb`]: the gRPC leaf service and its messages, generated from `proto/fanout/v1/leaf.proto`.
+//! - [`query`]: the limits every query must keep, and the one safe way to parse it.
 //! - [`ring`]: the shard function: which shard a document id belongs to.
 //! - [`topology`]: the cluster topology file: shards and the addresses of their replicas.
 
+pub mod query;
 pub mod ring;
 pub mod topology;
 
@@ -18,3 +20,7 @@ pub use topology::{ReplicaAddr, ShardSpec, Topology, TopologyError};
 
 /// The gRPC service name leaves report to the health service once their index is open.
 pub const LEAF_SERVICE_NAME: &str = "fanout.v1.Leaf";
+
+/// Largest gRPC message any fanout component sends or accepts: an indexing batch of big
+/// documents, or a search answer's hits with their stored fields.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;

@@ -103,6 +103,8 @@ pub struct Args {
         default_value_t = 30_000
     )]
     pub eject_max_backoff_ms: u64,
+    #[command(flatten)]
+    pub query: fanout_proto::query::QueryLimitArgs,
 }
 
 impl Args {
@@ -157,6 +159,7 @@ impl Args {
                 ),
                 ..ReplicaPolicy::default()
             },
+            query: self.query.limits(),
             ..RootConfig::default()
         }
     }

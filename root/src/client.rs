@@ -11,8 +11,7 @@ use fanout_proto::ReplicaAddr;
 use futures::future::BoxFuture;
 use tonic::transport::{Channel, Endpoint};
 
-/// Largest gRPC message a root accepts from a leaf.
-const MAX_MESSAGE_BYTES: usize = 64 << 20;
+use fanout_proto::MAX_MESSAGE_BYTES;
 
 /// Why one attempt at one shard failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

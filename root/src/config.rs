@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use fanout_proto::query::QueryLimits;
+
 use crate::hedge::HedgePolicy;
 use crate::replica::ReplicaPolicy;
 use crate::stats::StatsMode;
@@ -18,6 +20,8 @@ pub struct RootConfig {
     pub max_size: usize,
     /// Largest `from + size`: every shard returns that many hits. Default 10,000.
     pub max_window: usize,
+    /// What a query may ask (size, nesting, terms, wildcards), checked before any fan-out.
+    pub query: QueryLimits,
     /// How long connecting to a replica may take before it counts as down. Default 500 ms.
     pub connect_timeout: Duration,
     /// How often replicas' gRPC health is probed. Default 1 s.
@@ -42,6 +46,7 @@ impl Default for RootConfig {
             max_timeout: Duration::from_secs(30),
             max_size: 1_000,
             max_window: 10_000,
+            query: QueryLimits::default(),
             connect_timeout: Duration::from_millis(500),
             probe_interval: Duration::from_secs(1),
             probe_timeout: Duration::from_millis(500),

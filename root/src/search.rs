@@ -61,6 +61,10 @@ impl SearchParams {
                 "parameter q is required: a query such as `dog` or `+title:dog -cat` (`*` matches everything)".into(),
             ));
         }
+        // Parsed here, once, before anything is sent: a query no leaf could (or should) run
+        // is refused without a fan-out. Leaves check it again for callers other than roots.
+        fanout_proto::query::parse(&query, &config.query)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let size = self.size.unwrap_or(10);
         if size > config.max_size {
             return Err(ApiError::BadRequest(format!(

@@ -445,3 +445,73 @@ async fn a_replica_that_never_answers_cannot_hold_a_search_past_its_deadline() {
     root.abort();
     drop(silent);
 }
+
+/// The reproductions of the query-of-death report: each is refused with a 400 that says why (or,
+/// for wildcards, answered), no replica is ejected, and every leaf still answers afterwards, to
+/// the root and to a caller that speaks gRPC to it directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_queries_are_refused_and_every_replica_survives() {
+    let cluster = TestCluster::start(&corpus(64), RootConfig::default()).await;
+    let post = |q: String| {
+        let url = format!("{}/v1/search", cluster.http);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .json(&serde_json::json!({ "q": q }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let reason = |body: &Value| body["error"]["reason"].as_str().unwrap_or("").to_string();
+    let words: Vec<String> = (0..250_000).map(|i| format!("w{i}")).collect();
+    let refused = [
+        ("(".repeat(3_000), "`(` and `NOT`s"),
+        (format!("title:{}", "(".repeat(3_000)), "`(` and `NOT`s"),
+        ("NOT ".repeat(3_000) + "apple", "`(` and `NOT`s"),
+        (words[..1_500].join(" "), "terms; the limit is 1024"),
+        (words.join(" "), "bytes long; the limit is 16384"),
+        ("title:*".into(), "needs a fast field"),
+        ("apple~1".into(), "fuzzy"),
+        ("title:/app.*/".into(), "regular expressions"),
+    ];
+    for (q, why) in refused {
+        let (status, body) = post(q.clone()).await;
+        assert_eq!(status, 400, "{}: {body}", &q[..q.len().min(40)]);
+        assert!(reason(&body).contains(why), "{body}");
+    }
+    // Wildcards match by pattern: "app*" finds what "apple" finds.
+    let (_, apple) = cluster.get("/v1/search?q=apple&size=100").await;
+    let (status, wild) = cluster.get("/v1/search?q=app*&size=100").await;
+    assert_eq!(status, 200, "{wild}");
+    assert_eq!(wild["total_hits"], apple["total_hits"]);
+    assert_eq!(wild["total_hits"], 32);
+
+    // Nothing above counted against a replica: every shard is whole, and answers.
+    let (status, ready) = cluster.get("/v1/ready").await;
+    assert_eq!(status, 200, "{ready}");
+    let (status, body) = cluster.get("/v1/search?q=apple").await;
+    assert_eq!((status, body["partial"].as_bool()), (200, Some(false)));
+    // A caller that skips the root meets the same limits at every leaf, which stays up.
+    for replicas in &cluster.leaves {
+        for handle in replicas.iter().flatten() {
+            let mut leaf = fanout_proto::pb::leaf_client::LeafClient::connect(format!(
+                "http://{}",
+                handle.addr
+            ))
+            .await
+            .unwrap();
+            let deadly = fanout_proto::pb::SearchRequest {
+                query: format!("{}apple", "(".repeat(5_000)),
+                size: 10,
+                ..Default::default()
+            };
+            let status = leaf.search(deadly).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+            let info = leaf.info(fanout_proto::pb::InfoRequest {}).await.unwrap();
+            assert!(info.into_inner().num_docs > 0);
+        }
+    }
+}

@@ -86,7 +86,13 @@ fn sbg_queries() -> Vec<String> {
 
 /// `(id, score)` of the reference's top hits, ordered as the root orders them (score, then id).
 fn reference(index: &ShardIndex, query: &str) -> Vec<(String, f32)> {
-    let mut hits: Vec<(String, f32)> = match index.search(query, 0, 50, None) {
+    let mut hits: Vec<(String, f32)> = match index.search(
+        query,
+        0,
+        50,
+        None,
+        &fanout_leaf::collect::Interrupt::never(),
+    ) {
         Ok(found) => found.hits.into_iter().map(|h| (h.id, h.score)).collect(),
         Err(_) => return Vec::new(),
     };

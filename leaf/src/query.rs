@@ -1,0 +1,173 @@
+//! From query text to a tantivy query, within the contract's limits ([`fanout_proto::query`]).
+//!
+//! Anything can call a leaf's gRPC port, so a leaf checks every query again, whatever a root
+//! checked. Beyond tantivy's own parser this adds what the grammar leaves silently wrong:
+//! a word with `*` is a wildcard over the field's indexed terms (`pyth*`), and `field:*` on a
+//! field that is not fast is refused with a reason instead of failing the search as if the
+//! replica were broken.
+
+use fanout_proto::query::{self, QueryLimits, WordKind};
+use tantivy::query::{Query, QueryParser};
+use tantivy::query_grammar::{Occur, UserInputAst, UserInputLeaf};
+use tantivy::schema::Schema;
+use tantivy::Index;
+
+use crate::error::LeafError;
+use crate::schema::SchemaConfig;
+
+/// Builds a shard's queries.
+pub struct QueryBuilder {
+    parser: QueryParser,
+    schema: Schema,
+    /// Where a term without a field is searched.
+    default_fields: Vec<String>,
+    limits: QueryLimits,
+}
+
+impl QueryBuilder {
+    /// A builder for `index`'s schema, searching `config`'s default fields.
+    pub fn new(index: &Index, config: &SchemaConfig, limits: QueryLimits) -> Self {
+        let schema = index.schema();
+        let mut parser = QueryParser::for_index(index, config.default_search_fields(&schema));
+        // Users cannot write a regex (the check refuses them); wildcards become one.
+        parser.allow_regexes();
+        Self {
+            parser,
+            schema,
+            default_fields: config.default_fields.clone(),
+            limits,
+        }
+    }
+
+    /// The limits queries are checked against.
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// Checks and parses `text`: every error is the caller's (INVALID_ARGUMENT).
+    pub fn build(&self, text: &str) -> Result<Box<dyn Query>, LeafError> {
+        let checked = query::parse(text, &self.limits)?;
+        let ast = self.rewrite(checked.ast)?;
+        self.parser
+            .build_query_from_user_input_ast(ast)
+            .map_err(|e| LeafError::InvalidQuery(e.to_string()))
+    }
+
+    /// Wildcard words become regular expressions over their fields' terms; `field:*` must name a
+    /// fast field. The tree is at most `max_depth` deep, so recursing is safe.
+    fn rewrite(&self, ast: UserInputAst) -> Result<UserInputAst, LeafError> {
+        Ok(match ast {
+            UserInputAst::Clause(clauses) => UserInputAst::Clause(
+                clauses
+                    .into_iter()
+                    .map(|(occur, clause)| Ok((occur, self.rewrite(clause)?)))
+                    .collect::<Result<_, LeafError>>()?,
+            ),
+            UserInputAst::Boost(inner, boost) => {
+                UserInputAst::Boost(Box::new(self.rewrite(*inner)?), boost)
+            }
+            UserInputAst::Leaf(leaf) => match *leaf {
+                UserInputLeaf::Literal(literal)
+                    if query::word_kind(&literal) == WordKind::Wildcard =>
+                {
+                    let pattern = query::wildcard_pattern(&literal.phrase);
+                    let regex = |field: String| {
+                        UserInputAst::from(UserInputLeaf::Regex {
+                            field: Some(field),
+                            pattern: pattern.clone(),
+                        })
+                    };
+                    match literal.field_name {
+                        Some(field) => regex(field),
+                        None => UserInputAst::Clause(
+                            self.default_fields
+                                .iter()
+                                .map(|field| (Some(Occur::Should), regex(field.clone())))
+                                .collect(),
+                        ),
+                    }
+                }
+                UserInputLeaf::Exists { field } => {
+                    self.check_exists(&field)?;
+                    UserInputAst::from(UserInputLeaf::Exists { field })
+                }
+                other => UserInputAst::from(other),
+            },
+        })
+    }
+
+    fn check_exists(&self, name: &str) -> Result<(), LeafError> {
+        let Some((field, _)) = self.schema.find_field(name) else {
+            return Err(LeafError::InvalidQuery(format!(
+                "field does not exist: {name:?}"
+            )));
+        };
+        if !self.schema.get_field_entry(field).is_fast() {
+            return Err(LeafError::InvalidQuery(format!(
+                "{name}:* (documents that have the field) needs a fast field, and {name:?} is \
+                 not one; mark it `fast` in the schema"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ShardIndex, WriterOptions};
+
+    fn index() -> ShardIndex {
+        let index =
+            ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
+        index
+            .index_batch(
+                0,
+                0,
+                &[
+                    r#"{"id": "a", "title": "Python programming", "body": "snakes"}"#,
+                    r#"{"id": "b", "title": "Pythons", "body": "large snakes"}"#,
+                    r#"{"id": "c", "title": "Perl", "body": "camels"}"#,
+                ],
+            )
+            .unwrap();
+        index.commit().unwrap();
+        index
+    }
+
+    fn ids(index: &ShardIndex, q: &str) -> Vec<String> {
+        let mut ids: Vec<String> = index
+            .search(q, 0, 10, None, &crate::collect::Interrupt::never())
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn wildcards_match_terms_by_pattern() {
+        let index = index();
+        assert_eq!(ids(&index, "pyth*"), ["a", "b"]);
+        assert_eq!(ids(&index, "title:PYTH*"), ["a", "b"]);
+        assert_eq!(ids(&index, "p*l"), ["c"]);
+        assert_eq!(ids(&index, "+pyth* +large"), ["b"]);
+        assert_eq!(ids(&index, "body:pyth*"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn caller_errors_are_invalid_queries() {
+        let index = index();
+        for q in ["title:*", "python~1", "title:/py.*/", "*thon", "nosuch:*"] {
+            let err = index
+                .search(q, 0, 10, None, &crate::collect::Interrupt::never())
+                .unwrap_err();
+            assert!(
+                matches!(err, LeafError::InvalidQuery(_) | LeafError::Query(_)),
+                "{q}: {err}"
+            );
+        }
+    }
+}
