@@ -16,9 +16,11 @@
 //! ```
 //!
 //! A crash in the middle of an append leaves a short or mis-checksummed record at the end of
-//! the last segment. That record was never acknowledged, so opening the log cuts it off. A bad
-//! record anywhere else is corruption of acknowledged data, and opening fails rather than
-//! silently dropping it.
+//! the last segment, with nothing valid after it. That record was never acknowledged, so
+//! opening the log cuts it off. A bad record anywhere else (in an earlier segment, or followed
+//! by a valid record, as after a flipped bit), or a record whose checksum holds but whose
+//! contents or sequence number are wrong, is corruption of acknowledged data: opening fails,
+//! naming the file and offset, rather than silently dropping it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
@@ -114,8 +116,21 @@ impl Wal {
                 Ok(Ok(()))
             })?;
             if let Some((offset, why)) = torn {
-                if i + 1 != segments.len() {
+                // A crash mid-append leaves a bad record with nothing valid after it. A bad
+                // record followed by a good one is damage to acknowledged data: cutting there
+                // would drop every later acknowledged batch without a word.
+                if i + 1 != segments.len() || why.starts_with(NOT_TORN) {
                     return Err(WalError::Corrupt { path, offset, why }.into());
+                }
+                if let Some(next) =
+                    valid_record_after(&path, offset, expected).map_err(io(&path))?
+                {
+                    return Err(WalError::Corrupt {
+                        path,
+                        offset,
+                        why: format!("{why}, followed by a valid record at byte {next}: restore this replica from another"),
+                    }
+                    .into());
                 }
                 tracing::warn!(path = %path.display(), offset, %why, "cutting off a torn record at the end of the write-ahead log");
                 let file = OpenOptions::new()
@@ -318,15 +333,47 @@ fn read_segment<E: From<WalError>>(
         if crc32fast::hash(&payload) != crc {
             return Ok(Some((offset, "a checksum mismatch".into())));
         }
+        // The checksum holds, so the record was written whole: a problem with it now is not a
+        // torn write.
         let refused = match decode(&payload) {
             Ok(entry) => on_entry(entry)?.err(),
             Err(why) => Some(why),
-        };
+        }
+        .map(|why| format!("{NOT_TORN}{why}"));
         if let Some(why) = refused {
             return Ok(Some((offset, why)));
         }
         offset += (HEADER + len) as u64;
     }
+}
+
+/// How the reason for a bad record starts when the record's checksum held, so that it cannot
+/// be a torn write.
+const NOT_TORN: &str = "a whole record with ";
+
+/// Where, after the bad record at `bad`, a valid record of this segment starts, if anywhere: a
+/// header whose length fits the file, a checksum that holds, and a sequence number at or after
+/// `expected` (the bad record's own). Scans byte by byte, but checks a checksum only where the
+/// sequence number is plausible, so a long damaged tail costs one pass.
+fn valid_record_after(path: &Path, bad: u64, expected: u64) -> io::Result<Option<u64>> {
+    let bytes = std::fs::read(path)?;
+    let plausible = expected..expected.saturating_add(bytes.len() as u64);
+    for start in (bad as usize + 1)..bytes.len().saturating_sub(HEADER + 8) {
+        let len = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize;
+        let body = start + HEADER;
+        if len < 13 || body + len > bytes.len() {
+            continue;
+        }
+        let seq = u64::from_le_bytes(bytes[body..body + 8].try_into().unwrap());
+        if !plausible.contains(&seq) {
+            continue;
+        }
+        let crc = u32::from_le_bytes(bytes[start + 4..body].try_into().unwrap());
+        if crc32fast::hash(&bytes[body..body + len]) == crc {
+            return Ok(Some(start as u64));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads until `buf` is full or the input ends; returns the bytes read.

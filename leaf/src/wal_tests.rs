@@ -138,3 +138,87 @@ fn an_error_from_apply_stops_the_open() {
     }
     assert!(Wal::open(dir.path(), 0, |_| Err(Refused)).is_err());
 }
+
+/// Writes `n` records to a fresh log and returns its one segment's path and each record's
+/// (start, end) byte range.
+fn segment_of(dir: &Path, n: usize) -> (PathBuf, Vec<(u64, u64)>) {
+    let (mut wal, _) = open(dir, 0);
+    let mut ranges = Vec::new();
+    let path = wal.segment_files().pop().unwrap();
+    for i in 0..n {
+        let start = std::fs::metadata(&path).unwrap().len();
+        let doc = format!(r#"{{"id":"{i}","body":"{}"}}"#, "x".repeat(i * 7 % 50));
+        append(&mut wal, OpKind::Upsert, &[doc.as_str()]);
+        ranges.push((start, std::fs::metadata(&path).unwrap().len()));
+    }
+    (path, ranges)
+}
+
+fn try_open(dir: &Path) -> Result<Vec<Entry>, WalError> {
+    let mut seen = Vec::new();
+    Wal::open(dir, 0, |e| {
+        seen.push(e);
+        Ok::<_, WalError>(())
+    })?;
+    Ok(seen)
+}
+
+#[test]
+fn a_flipped_bit_before_the_last_record_fails_the_open_naming_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, ranges) = segment_of(dir.path(), 5);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let (start, _) = ranges[2];
+    bytes[start as usize + 20] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = try_open(dir.path()).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains(&format!("at byte {start}")), "{message}");
+    assert!(message.contains("followed by a valid record"), "{message}");
+    // Nothing was cut: the records are all still on disk.
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// A torn tail is cut and every whole record before it replayed; damage anywhere else is
+    /// reported, and no acknowledged record is ever dropped silently.
+    #[test]
+    fn damage_is_cut_only_when_it_is_a_torn_tail(
+        n in 1usize..12,
+        cut in proptest::prelude::any::<proptest::sample::Index>(),
+        flip in proptest::prelude::any::<proptest::sample::Index>(),
+        bit in 0u8..8,
+        truncate in proptest::prelude::any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, ranges) = segment_of(dir.path(), n);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let end = bytes.len();
+        if truncate {
+            let at = cut.index(end);
+            bytes.truncate(at);
+            std::fs::write(&path, &bytes).unwrap();
+            let whole = ranges.iter().filter(|(_, e)| *e as usize <= at).count();
+            let seen = try_open(dir.path()).unwrap();
+            proptest::prop_assert_eq!(seen.len(), whole);
+        } else {
+            let at = flip.index(end);
+            bytes[at] ^= 1 << bit;
+            std::fs::write(&path, &bytes).unwrap();
+            let damaged = ranges.iter().position(|(s, e)| (*s as usize..*e as usize).contains(&at)).unwrap();
+            match try_open(dir.path()) {
+                // Only the last record's damage looks like a torn write.
+                Ok(seen) => {
+                    proptest::prop_assert_eq!(damaged, n - 1);
+                    proptest::prop_assert_eq!(seen.len(), n - 1);
+                }
+                Err(WalError::Corrupt { offset, .. }) => {
+                    proptest::prop_assert!(offset <= ranges[damaged].0);
+                }
+                Err(other) => proptest::prop_assert!(false, "{other}"),
+            }
+        }
+    }
+}

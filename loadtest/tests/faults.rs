@@ -106,8 +106,25 @@ async fn no_query_fails_while_one_replica_stalls_repeatedly_and_another_is_kille
     let r = &reports[0];
     eprintln!("{}", fanout_loadtest::report::table(&reports));
     assert!(r.requests >= 400, "{r:?}");
-    assert_eq!(r.errors, 0, "failed queries: {:?}", r.errors_by_kind);
-    assert_eq!(r.partial, 0, "every shard kept a live replica");
+    // A request in flight on the killed replica when it died is not retried elsewhere (it
+    // might be what killed it): it is answered without that shard, and its query is refused
+    // for a while (503) should it come again. At 50/s and a few ms each, that is a handful.
+    let unexpected: Vec<_> = r
+        .errors_by_kind
+        .keys()
+        .filter(|k| *k != "http 503")
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "failed queries: {:?}",
+        r.errors_by_kind
+    );
+    assert!(r.errors <= 5, "failed queries: {:?}", r.errors_by_kind);
+    assert!(
+        r.partial <= 5,
+        "only requests in flight at the kill may miss a shard: {}",
+        r.partial
+    );
     assert!(
         r.max_us < deadline_ms * 1_000,
         "a query waited for its deadline: max {} µs",

@@ -28,18 +28,28 @@ pub enum ShardError {
     /// The replica failed while serving the request.
     #[error("leaf error: {0}")]
     Leaf(String),
+    /// The replica's connection broke while it held the request: the replica may have died
+    /// running it. Not retried elsewhere, so that a query that kills leaves kills one.
+    #[error("the replica's connection broke while it was serving this request ({0}); not retried on another replica, in case the request is what broke it")]
+    ConnectionLost(String),
 }
 
 impl ShardError {
     /// Whether another replica might answer where this one failed.
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, ShardError::InvalidArgument(_))
+        !matches!(
+            self,
+            ShardError::InvalidArgument(_) | ShardError::ConnectionLost(_)
+        )
     }
 
-    /// Classifies a gRPC status from a leaf.
+    /// Classifies a gRPC status from a leaf, or from the client's transport.
     pub fn from_status(status: &tonic::Status) -> Self {
         use tonic::Code;
         let message = status.message().to_string();
+        if broke_mid_request(status) {
+            return ShardError::ConnectionLost(message);
+        }
         match status.code() {
             Code::DeadlineExceeded | Code::Cancelled => ShardError::Timeout,
             Code::InvalidArgument => ShardError::InvalidArgument(message),
@@ -53,6 +63,33 @@ impl ShardError {
             _ => ShardError::Leaf(message),
         }
     }
+}
+
+/// Whether `status` says the connection broke after the request went out. A status the leaf
+/// sent has no source; one the client's transport made has the transport error as its source.
+/// Of those, a failure to connect sent nothing, and a stream the leaf refused (REFUSED_STREAM,
+/// as on a graceful shutdown) was not processed: both are safe to retry.
+fn broke_mid_request(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    let Some(source) = status.source() else {
+        return false;
+    };
+    let mut cause: Option<&(dyn Error + 'static)> = Some(source);
+    while let Some(error) = cause {
+        if error.is::<tonic::ConnectError>() {
+            return false;
+        }
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return false;
+            }
+        }
+        cause = error.source();
+    }
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
+    )
 }
 
 /// One replica of one shard, as the root sees it.

@@ -20,6 +20,9 @@ pub enum ApiError {
     /// A shard did not answer within the deadline and the request said `allow_partial=false`.
     #[error("{0}")]
     GatewayTimeout(String),
+    /// The query is quarantined: a replica's connection broke while serving it.
+    #[error("this query was being served when a replica's connection broke, so it may crash leaves; it is refused for the next {retry_after_s} s")]
+    Quarantined { retry_after_s: u64 },
 }
 
 impl ApiError {
@@ -28,7 +31,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Quarantined { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -40,6 +45,13 @@ impl IntoResponse for ApiError {
         let body = serde_json::json!({
             "error": { "status": status.as_u16(), "reason": self.to_string() }
         });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::Quarantined { retry_after_s } = self {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_s),
+            );
+        }
+        response
     }
 }

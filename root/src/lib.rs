@@ -8,6 +8,7 @@
 //! - [`hedge`]: the hedge delay (a recent latency percentile) and the hedge budget.
 //! - [`replica`]: one replica's in-flight count, peak-EWMA latency and ejection state.
 //! - [`stats`]: cluster-wide BM25 statistics, cached per shard and term, so shards score as one index.
+//! - [`quarantine`]: queries suspected of killing leaves, refused for a while without a fan-out.
 //! - [`merge`]: the pure merge of partial top-k lists and the documented rank order.
 //! - [`cluster`]: each shard's replica set and what the root knows of each replica.
 //! - [`client`]: the [`client::LeafClient`] trait, its gRPC implementation, the per-shard error.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod health;
 pub mod hedge;
 pub mod merge;
+pub mod quarantine;
 pub mod replica;
 pub mod scatter;
 pub mod search;

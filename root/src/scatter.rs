@@ -8,7 +8,8 @@
 //!    dropped, which cancels its gRPC stream so the leaf can skip work it has not started;
 //! 3. an attempt that fails in a retryable way (refused, unavailable) is retried at once on
 //!    another replica while the deadline allows; a bad request is not (every replica would
-//!    refuse it);
+//!    refuse it), nor one whose replica's connection broke while serving it (the request may
+//!    be what killed the replica: retrying and hedging would spread it to every replica);
 //! 4. at the deadline, whatever is still in flight is cancelled and the shard reported missing.
 
 use std::sync::Arc;
@@ -291,6 +292,9 @@ pub async fn search_shard(
                     }
                     Err(e) => {
                         attempts.reports[slot].outcome = AttemptOutcome::Failed(e.to_string());
+                        if matches!(e, ShardError::ConnectionLost(_)) {
+                            replica.record_failure(policy, "connection broke mid-request");
+                        }
                         if !e.is_retryable() {
                             break Err(e);
                         }

@@ -287,3 +287,33 @@ async fn invalid_requests_are_not_retried() {
         "a bad request is not the replica's fault"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_broken_mid_request_is_neither_retried_nor_hedged() {
+    let config = hedge_after(ms(10));
+    let dying = FakeLeaf::with(Behaviour::Fail(ShardError::ConnectionLost(
+        "connection reset".into(),
+    )));
+    let healthy = FakeLeaf::ok(5);
+    let cluster = cluster(vec![vec![dying.clone(), healthy.clone()]], &config);
+    let mut seen_loss = false;
+    for _ in 0..20 {
+        let (out, _) = one(&cluster, &config, ms(1_000), HEDGE).await;
+        if let Err(e) = &out[0].result {
+            assert!(matches!(e, ShardError::ConnectionLost(_)), "{e}");
+            assert_eq!(out[0].attempts.len(), 1, "{:?}", out[0].attempts);
+            seen_loss = true;
+        }
+    }
+    assert!(seen_loss, "the dying replica was chosen at least once");
+    assert_eq!(
+        healthy.calls() + dying.calls(),
+        20,
+        "one request per search"
+    );
+    assert!(
+        dying.calls() <= 2,
+        "ejected after its failures: {}",
+        dying.calls()
+    );
+}

@@ -12,6 +12,7 @@ use crate::cluster::Cluster;
 use crate::config::RootConfig;
 use crate::error::ApiError;
 use crate::merge::{merge_top_k, ShardHit};
+use crate::quarantine;
 use crate::scatter::{scatter, AttemptKind, AttemptOutcome, AttemptReport, ScatterOptions};
 use crate::stats::{cluster_stats, StatsMode, StatsSource};
 
@@ -193,6 +194,12 @@ pub async fn search(
 ) -> Result<SearchResult, ApiError> {
     let started = Instant::now();
     let deadline = started + plan.timeout;
+    let fingerprint = quarantine::fingerprint(&plan.query);
+    if let Err(left) = cluster.quarantine.check(fingerprint) {
+        return Err(ApiError::Quarantined {
+            retry_after_s: left.as_secs().max(1),
+        });
+    }
     // Each shard returns its own top from+size; the page is cut after merging.
     let window = plan.from + plan.size;
     let (global_stats, stats_source) = match plan.stats {
@@ -201,6 +208,10 @@ pub async fn search(
             .await
             .map_err(|e| match e {
                 ShardError::InvalidArgument(message) => ApiError::BadRequest(message),
+                lost @ ShardError::ConnectionLost(_) => {
+                    cluster.quarantine.add(fingerprint);
+                    ApiError::Unavailable(format!("statistics: {lost}"))
+                }
                 other => ApiError::Unavailable(other.to_string()),
             })?,
     };
@@ -220,6 +231,7 @@ pub async fn search(
     let mut total_hits = 0;
     let mut details = Vec::with_capacity(outcomes.len());
     let mut timed_out = false;
+    let mut lost_connection = false;
     for outcome in outcomes {
         details.push(ShardDetail::new(
             outcome.shard,
@@ -250,12 +262,23 @@ pub async fn search(
             Err(ShardError::InvalidArgument(message)) => return Err(ApiError::BadRequest(message)),
             Err(e) => {
                 timed_out |= e == ShardError::Timeout;
+                if matches!(e, ShardError::ConnectionLost(_)) {
+                    lost_connection = true;
+                }
                 failed.push(ShardFailure {
                     shard: outcome.shard,
                     reason: e.to_string(),
                 });
             }
         }
+    }
+    if lost_connection {
+        let length = cluster.quarantine.add(fingerprint);
+        tracing::warn!(
+            fingerprint,
+            quarantine_s = length.as_secs(),
+            "a replica's connection broke while serving a query: quarantined"
+        );
     }
     let total = cluster.shards().len();
     if failed.len() == total || (!plan.allow_partial && !failed.is_empty()) {

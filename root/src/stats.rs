@@ -190,8 +190,9 @@ pub async fn cluster_stats(
     for answer in futures::future::join_all(asks).await {
         match answer {
             Ok((replica, response)) => cluster.stats.absorb(query, &replica, &response),
-            Err(ShardError::InvalidArgument(message)) => {
-                return Err(ShardError::InvalidArgument(message))
+            // A bad query, or one that may have killed a replica: the search must not go on.
+            Err(e @ (ShardError::InvalidArgument(_) | ShardError::ConnectionLost(_))) => {
+                return Err(e)
             }
             // The search itself will report the shard if it is really gone.
             Err(_) => {}

@@ -1,0 +1,192 @@
+//! Containment: a replica whose connection breaks while it serves a query (as when the query
+//! crashed it) costs that query one replica, not every replica. The root does not retry or
+//! hedge it elsewhere, and refuses copies of it for a while without a fan-out.
+//!
+//! Real leaves sit behind TCP proxies that can swallow traffic and then cut every connection,
+//! which is what the root sees when a leaf process dies mid-request.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use fanout_leaf::server::LeafHandle;
+use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
+use fanout_proto::{ReplicaAddr, ShardSpec, Topology};
+use fanout_root::RootConfig;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+mod support;
+
+/// A TCP proxy in front of one leaf.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    /// While set, bytes from the root are read and dropped, and nothing comes back.
+    blackhole: Arc<AtomicBool>,
+    /// Bytes the root sent while blackholed.
+    swallowed: Arc<AtomicU64>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Self {
+            addr: listener.local_addr().unwrap(),
+            blackhole: Arc::default(),
+            swallowed: Arc::default(),
+            connections: Arc::default(),
+        };
+        let (blackhole, swallowed, connections) = (
+            proxy.blackhole.clone(),
+            proxy.swallowed.clone(),
+            proxy.connections.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(upstream).await.unwrap();
+                let task =
+                    tokio::spawn(relay(client, server, blackhole.clone(), swallowed.clone()));
+                connections.lock().unwrap().push(task);
+            }
+        });
+        proxy
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.lock().unwrap().len()
+    }
+
+    /// Drops every connection, as a dying process does.
+    fn cut(&self) {
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    blackhole: Arc<AtomicBool>,
+    swallowed: Arc<AtomicU64>,
+) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = async {
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            let n = client_read.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            if blackhole.load(Ordering::SeqCst) {
+                swallowed.fetch_add(n as u64, Ordering::SeqCst);
+            } else if server_write.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = async {
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            let n = server_read.read(&mut buf).await.unwrap_or(0);
+            if n == 0 || client_write.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! { () = up => {}, () = down => {} }
+}
+
+async fn search(http: &str, q: &str) -> (u16, Option<String>, Value) {
+    let response = reqwest::get(format!("{http}/v1/search?q={q}&hedge=false"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, retry_after, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connection_is_not_retried_and_its_query_is_quarantined() {
+    let mut leaves = Vec::new();
+    let mut proxies = Vec::new();
+    for replica in 0..2 {
+        let index =
+            ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
+        index
+            .index_batch(0, 0, &[r#"{"id": "a", "title": "apple"}"#])
+            .unwrap();
+        index.commit().unwrap();
+        let leaf = LeafService::new(index, format!("r{replica}"));
+        let handle = LeafHandle::spawn("127.0.0.1:0", leaf).await.unwrap();
+        proxies.push(Proxy::start(handle.addr).await);
+        leaves.push(handle);
+    }
+    let topology = Topology::new(vec![ShardSpec {
+        id: 0,
+        replicas: proxies
+            .iter()
+            .map(|p| ReplicaAddr::parse(&p.addr.to_string()).unwrap())
+            .collect(),
+    }])
+    .unwrap();
+    let (http, _root) = support::start_root(&topology, RootConfig::default()).await;
+    // Both replicas connected and answering.
+    while proxies.iter().any(|p| p.connections() == 0) {
+        let (status, _, body) = search(&http, "apple").await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // The query reaches one replica, which then "dies" while holding it.
+    for proxy in &proxies {
+        proxy.blackhole.store(true, Ordering::SeqCst);
+    }
+    let poisoned = tokio::spawn({
+        let http = http.clone();
+        async move { search(&http, "poison").await }
+    });
+    let victim = loop {
+        if let Some(i) = proxies
+            .iter()
+            .position(|p| p.swallowed.load(Ordering::SeqCst) > 0)
+        {
+            break i;
+        }
+        tokio::task::yield_now().await;
+    };
+    proxies[victim].cut();
+    let (status, _, body) = poisoned.await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    let reason = body["error"]["reason"].as_str().unwrap();
+    assert!(reason.contains("connection broke"), "{reason}");
+    let other = &proxies[1 - victim];
+    assert_eq!(
+        other.swallowed.load(Ordering::SeqCst),
+        0,
+        "the query must not be retried on the other replica"
+    );
+
+    // A copy is refused at once, with no request to any replica.
+    let (status, retry_after, body) = search(&http, "poison").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("refused for the next"));
+    assert!(retry_after.unwrap().parse::<u64>().unwrap() > 0);
+    assert_eq!(other.swallowed.load(Ordering::SeqCst), 0);
+
+    // Other queries still work, on the replica that is left.
+    for proxy in &proxies {
+        proxy.blackhole.store(false, Ordering::SeqCst);
+    }
+    let (status, _, body) = search(&http, "apple").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total_hits"], 1);
+}
