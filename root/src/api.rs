@@ -62,6 +62,9 @@ impl RootState {
     }
 }
 
+/// Largest request body: a search's JSON, with room for the longest query a flag allows.
+pub const MAX_BODY_BYTES: usize = 2 << 20;
+
 /// The root's routes.
 pub fn router(state: Arc<RootState>) -> Router {
     Router::new()
@@ -77,7 +80,42 @@ pub fn router(state: Arc<RootState>) -> Router {
                 "no route for {uri}; see /v1/search, /v1/health, /v1/ready"
             ))
         })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Gives every error response the API's JSON body, including those axum writes itself (405 for
+/// a wrong method, 413 for a body over the limit), which come as plain text or nothing.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4 << 10)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let canonical = status.canonical_reason().unwrap_or("error");
+    let reason = match (status, text.trim()) {
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            format!("the request body is over {MAX_BODY_BYTES} bytes, the limit")
+        }
+        (_, "") => canonical.to_string(),
+        (_, text) => format!("{canonical}: {text}"),
+    };
+    let body = serde_json::json!({ "error": { "status": status.as_u16(), "reason": reason } });
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 async fn search_get(
@@ -92,7 +130,12 @@ async fn search_post(
     State(state): State<Arc<RootState>>,
     params: Result<Json<SearchParams>, JsonRejection>,
 ) -> Result<Json<SearchResult>, ApiError> {
-    let Json(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Json(params) = params.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "the request body is over {MAX_BODY_BYTES} bytes, the limit"
+        )),
+        _ => ApiError::BadRequest(e.body_text()),
+    })?;
     run(&state, params).await
 }
 

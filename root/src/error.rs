@@ -11,6 +11,9 @@ pub enum ApiError {
     /// The request is malformed: a bad parameter, an unparsable query.
     #[error("{0}")]
     BadRequest(String),
+    /// The request body is over the limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// No such route.
     #[error("{0}")]
     NotFound(String),
@@ -31,6 +34,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) | ApiError::Quarantined { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -515,3 +515,28 @@ async fn hostile_queries_are_refused_and_every_replica_survives() {
         }
     }
 }
+
+/// Every error the root sends is the API's JSON, the ones axum writes itself included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_are_json_with_their_status() {
+    let cluster = TestCluster::start(&corpus(4), RootConfig::default()).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/search", cluster.http);
+    let cases = [
+        (client.delete(&url), 405),
+        (
+            client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(vec![b' '; 3 << 20]),
+            413,
+        ),
+    ];
+    for (request, expected) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["status"], expected, "{body}");
+        assert!(!body["error"]["reason"].as_str().unwrap().is_empty());
+    }
+}
