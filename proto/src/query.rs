@@ -37,7 +37,7 @@ pub const NESTING_PER_DEPTH: usize = 4;
 /// 1 KiB per level in a release build and several times that in a debug build, and a query
 /// nests at most [`NESTING_PER_DEPTH`] x [`MAX_QUERY_DEPTH_CEILING`] levels. Only the pages
 /// touched cost memory.
-const DEEP_PARSE_STACK: usize = 256 << 20;
+const DEEP_PARSE_STACK: usize = 64 << 20;
 
 /// Largest `max_bytes` a caller may configure.
 pub const MAX_QUERY_BYTES_CEILING: usize = 1 << 20;
