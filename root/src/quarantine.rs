@@ -8,6 +8,7 @@
 //! while a real poison stays out.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ impl Default for QuarantinePolicy {
 }
 
 /// A query's fingerprint: XXH64 of its text. The text is what the leaf parses and runs.
-pub fn fingerprint(query: &str) -> u64 {
+fn fingerprint(query: &str) -> u64 {
     xxhash_rust::xxh64::xxh64(query.as_bytes(), 0)
 }
 
@@ -50,6 +51,10 @@ struct Entry {
 pub struct Quarantine {
     policy: QuarantinePolicy,
     entries: Mutex<HashMap<u64, Entry>>,
+    /// When the last quarantine ends, in microseconds since `epoch`: every search asks, and
+    /// almost always nothing is quarantined, so the answer must need no lock and no hash.
+    latest_end_us: AtomicU64,
+    epoch: Instant,
     refused: metrics::Counter,
     added: metrics::Counter,
 }
@@ -59,27 +64,38 @@ impl Quarantine {
         Self {
             policy,
             entries: Mutex::new(HashMap::new()),
+            latest_end_us: AtomicU64::new(0),
+            epoch: Instant::now(),
             refused: metrics::counter!("fanout_root_quarantine_refused_total"),
             added: metrics::counter!("fanout_root_quarantine_added_total"),
         }
     }
 
-    /// `Err(time left)` while `fingerprint` is quarantined.
-    pub fn check(&self, fingerprint: u64) -> Result<(), Duration> {
+    fn micros_since_epoch(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// `Err(time left)` while `query` is quarantined.
+    pub fn check(&self, query: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        if self.micros_since_epoch(now) >= self.latest_end_us.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.get(&fingerprint) {
-            Some(entry) if entry.until > Instant::now() => {
+        match entries.get(&fingerprint(query)) {
+            Some(entry) if entry.until > now => {
                 self.refused.increment(1);
-                Err(entry.until - Instant::now())
+                Err(entry.until - now)
             }
             _ => Ok(()),
         }
     }
 
-    /// Quarantines `fingerprint`, twice as long as last time if it was quarantined before.
-    /// Returns how long.
-    pub fn add(&self, fingerprint: u64) -> Duration {
+    /// Quarantines `query`, twice as long as last time if it was quarantined before, and says
+    /// so in the log. Returns how long.
+    pub fn add(&self, query: &str) -> Duration {
         let now = Instant::now();
+        let fingerprint = fingerprint(query);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.policy.capacity && !entries.contains_key(&fingerprint) {
             entries.retain(|_, e| e.until > now);
@@ -93,14 +109,18 @@ impl Quarantine {
         let strikes = entries.get(&fingerprint).map_or(0, |e| e.strikes) + 1;
         let factor = 1u32 << (strikes - 1).min(16);
         let length = self.policy.base.saturating_mul(factor).min(self.policy.max);
-        entries.insert(
-            fingerprint,
-            Entry {
-                until: now + length,
-                strikes,
-            },
-        );
+        let until = now + length;
+        entries.insert(fingerprint, Entry { until, strikes });
+        // Rounded up, so that the lock-free test never says "free" a microsecond early.
+        self.latest_end_us
+            .fetch_max(self.micros_since_epoch(until) + 1, Ordering::AcqRel);
         self.added.increment(1);
+        tracing::warn!(
+            fingerprint,
+            strikes,
+            quarantine_s = length.as_secs(),
+            "a replica's connection broke while serving a query: quarantined"
+        );
         length
     }
 
@@ -127,11 +147,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_quarantine_ends_and_doubles_on_each_strike() {
         let quarantine = Quarantine::default();
-        let poison = fingerprint("(((");
+        let poison = "(((";
         assert_eq!(quarantine.check(poison), Ok(()));
         assert_eq!(quarantine.add(poison), Duration::from_secs(60));
         assert_eq!(quarantine.check(poison), Err(Duration::from_secs(60)));
-        assert_eq!(quarantine.check(fingerprint("other")), Ok(()));
+        assert_eq!(quarantine.check("other"), Ok(()));
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(quarantine.check(poison), Ok(()));
         assert_eq!(quarantine.add(poison), Duration::from_secs(120));
@@ -147,12 +167,12 @@ mod tests {
             capacity: 2,
             ..QuarantinePolicy::default()
         });
-        quarantine.add(1);
+        quarantine.add("1");
         tokio::time::advance(Duration::from_secs(1)).await;
-        quarantine.add(2);
-        quarantine.add(3);
+        quarantine.add("2");
+        quarantine.add("3");
         assert_eq!(quarantine.len(), 2);
-        assert_eq!(quarantine.check(1), Ok(()));
-        assert!(quarantine.check(2).is_err() && quarantine.check(3).is_err());
+        assert_eq!(quarantine.check("1"), Ok(()));
+        assert!(quarantine.check("2").is_err() && quarantine.check("3").is_err());
     }
 }

@@ -12,7 +12,6 @@ use crate::cluster::Cluster;
 use crate::config::RootConfig;
 use crate::error::ApiError;
 use crate::merge::{merge_top_k, ShardHit};
-use crate::quarantine;
 use crate::scatter::{scatter, AttemptKind, AttemptOutcome, AttemptReport, ScatterOptions};
 use crate::stats::{cluster_stats, StatsMode, StatsSource};
 
@@ -194,8 +193,7 @@ pub async fn search(
 ) -> Result<SearchResult, ApiError> {
     let started = Instant::now();
     let deadline = started + plan.timeout;
-    let fingerprint = quarantine::fingerprint(&plan.query);
-    if let Err(left) = cluster.quarantine.check(fingerprint) {
+    if let Err(left) = cluster.quarantine.check(&plan.query) {
         return Err(ApiError::Quarantined {
             retry_after_s: left.as_secs().max(1),
         });
@@ -209,7 +207,7 @@ pub async fn search(
             .map_err(|e| match e {
                 ShardError::InvalidArgument(message) => ApiError::BadRequest(message),
                 lost @ ShardError::ConnectionLost(_) => {
-                    cluster.quarantine.add(fingerprint);
+                    cluster.quarantine.add(&plan.query);
                     ApiError::Unavailable(format!("statistics: {lost}"))
                 }
                 other => ApiError::Unavailable(other.to_string()),
@@ -273,12 +271,7 @@ pub async fn search(
         }
     }
     if lost_connection {
-        let length = cluster.quarantine.add(fingerprint);
-        tracing::warn!(
-            fingerprint,
-            quarantine_s = length.as_secs(),
-            "a replica's connection broke while serving a query: quarantined"
-        );
+        cluster.quarantine.add(&plan.query);
     }
     let total = cluster.shards().len();
     if failed.len() == total || (!plan.allow_partial && !failed.is_empty()) {
