@@ -102,12 +102,9 @@ async fn json_errors(response: Response) -> Response {
         .unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
     let canonical = status.canonical_reason().unwrap_or("error");
-    let reason = match (status, text.trim()) {
-        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
-            format!("the request body is over {MAX_BODY_BYTES} bytes, the limit")
-        }
-        (_, "") => canonical.to_string(),
-        (_, text) => format!("{canonical}: {text}"),
+    let reason = match text.trim() {
+        "" => canonical.to_string(),
+        text => format!("{canonical}: {text}"),
     };
     let body = serde_json::json!({ "error": { "status": status.as_u16(), "reason": reason } });
     parts.headers.remove(axum::http::header::CONTENT_LENGTH);

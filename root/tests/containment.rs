@@ -151,15 +151,19 @@ async fn a_broken_connection_is_not_retried_and_its_query_is_quarantined() {
         let http = http.clone();
         async move { search(&http, "poison").await }
     });
-    let victim = loop {
-        if let Some(i) = proxies
-            .iter()
-            .position(|p| p.swallowed.load(Ordering::SeqCst) > 0)
-        {
-            break i;
+    let victim = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(i) = proxies
+                .iter()
+                .position(|p| p.swallowed.load(Ordering::SeqCst) > 0)
+            {
+                return i;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        tokio::task::yield_now().await;
-    };
+    })
+    .await
+    .expect("the query reached a replica");
     proxies[victim].cut();
     let (status, _, body) = poisoned.await.unwrap();
     assert_eq!(status, 503, "{body}");
