@@ -100,7 +100,7 @@ impl Wal {
             // Records go to `apply` as they are read. Should a segment turn out corrupt, the
             // open fails and the index writer they went to is dropped uncommitted.
             let mut expected = start;
-            let torn = read_segment::<E>(&path, |entry| {
+            let bad = read_segment::<E>(&path, |entry| {
                 if entry.seq != expected {
                     return Ok(Err(format!(
                         "sequence number {} where {expected} was expected",
@@ -115,11 +115,12 @@ impl Wal {
                 }
                 Ok(Ok(()))
             })?;
-            if let Some((offset, why)) = torn {
-                // A crash mid-append leaves a bad record with nothing valid after it. A bad
-                // record followed by a good one is damage to acknowledged data: cutting there
-                // would drop every later acknowledged batch without a word.
-                if i + 1 != segments.len() || why.starts_with(NOT_TORN) {
+            if let Some(BadRecord { offset, why, whole }) = bad {
+                // A crash mid-append leaves a bad record with nothing valid after it. A whole
+                // record (its checksum holds) that is wrong, or a bad one followed by a good
+                // one, is damage to acknowledged data: cutting there would drop every later
+                // acknowledged batch without a word.
+                if i + 1 != segments.len() || whole {
                     return Err(WalError::Corrupt { path, offset, why }.into());
                 }
                 if let Some(next) =
@@ -307,7 +308,7 @@ fn encode<'a>(
 fn read_segment<E: From<WalError>>(
     path: &Path,
     mut on_entry: impl FnMut(Entry) -> Result<Result<(), String>, E>,
-) -> Result<Option<(u64, String)>, E> {
+) -> Result<Option<BadRecord>, E> {
     let io = |source| WalError::Io {
         path: path.to_path_buf(),
         source,
@@ -319,37 +320,62 @@ fn read_segment<E: From<WalError>>(
         match read_full(&mut reader, &mut header).map_err(io)? {
             0 => return Ok(None),
             HEADER => {}
-            _ => return Ok(Some((offset, "a short record header".into()))),
+            _ => return Ok(Some(BadRecord::torn(offset, "a short record header"))),
         }
         let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
         let crc = u32::from_le_bytes(header[4..].try_into().unwrap());
         if len > MAX_PAYLOAD {
-            return Ok(Some((offset, format!("a length of {len} bytes"))));
+            return Ok(Some(BadRecord::torn(
+                offset,
+                format!("a length of {len} bytes"),
+            )));
         }
         let mut payload = vec![0; len];
         if read_full(&mut reader, &mut payload).map_err(io)? < len {
-            return Ok(Some((offset, "a short record".into())));
+            return Ok(Some(BadRecord::torn(offset, "a short record")));
         }
         if crc32fast::hash(&payload) != crc {
-            return Ok(Some((offset, "a checksum mismatch".into())));
+            return Ok(Some(BadRecord::torn(offset, "a checksum mismatch")));
         }
         // The checksum holds, so the record was written whole: a problem with it now is not a
         // torn write.
         let refused = match decode(&payload) {
             Ok(entry) => on_entry(entry)?.err(),
             Err(why) => Some(why),
-        }
-        .map(|why| format!("{NOT_TORN}{why}"));
+        };
         if let Some(why) = refused {
-            return Ok(Some((offset, why)));
+            return Ok(Some(BadRecord {
+                offset,
+                why,
+                whole: true,
+            }));
         }
         offset += (HEADER + len) as u64;
     }
 }
 
-/// How the reason for a bad record starts when the record's checksum held, so that it cannot
-/// be a torn write.
-const NOT_TORN: &str = "a whole record with ";
+/// The smallest payload: a sequence number, a kind and an item count.
+const MIN_PAYLOAD: usize = 8 + 1 + 4;
+
+/// Where a segment's readable part ends early, and why.
+struct BadRecord {
+    offset: u64,
+    why: String,
+    /// Whether the record was written whole (its checksum holds), so that it cannot be a torn
+    /// write.
+    whole: bool,
+}
+
+impl BadRecord {
+    /// A record that may be a torn write.
+    fn torn(offset: u64, why: impl Into<String>) -> Self {
+        Self {
+            offset,
+            why: why.into(),
+            whole: false,
+        }
+    }
+}
 
 /// Where, after the bad record at `bad`, a valid record of this segment starts, if anywhere: a
 /// header whose length fits the file, a checksum that holds, and a sequence number at or after
@@ -361,7 +387,7 @@ fn valid_record_after(path: &Path, bad: u64, expected: u64) -> io::Result<Option
     for start in (bad as usize + 1)..bytes.len().saturating_sub(HEADER + 8) {
         let len = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize;
         let body = start + HEADER;
-        if len < 13 || body + len > bytes.len() {
+        if len < MIN_PAYLOAD || body + len > bytes.len() {
             continue;
         }
         let seq = u64::from_le_bytes(bytes[body..body + 8].try_into().unwrap());

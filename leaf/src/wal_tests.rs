@@ -203,6 +203,7 @@ proptest::proptest! {
             let whole = ranges.iter().filter(|(_, e)| *e as usize <= at).count();
             let seen = try_open(dir.path()).unwrap();
             proptest::prop_assert_eq!(seen.len(), whole);
+            proptest::prop_assert!(seen.iter().map(|e| e.seq).eq(1..=whole as u64));
         } else {
             let at = flip.index(end);
             bytes[at] ^= 1 << bit;
@@ -213,6 +214,7 @@ proptest::proptest! {
                 Ok(seen) => {
                     proptest::prop_assert_eq!(damaged, n - 1);
                     proptest::prop_assert_eq!(seen.len(), n - 1);
+                    proptest::prop_assert!(seen.iter().map(|e| e.seq).eq(1..n as u64));
                 }
                 Err(WalError::Corrupt { offset, .. }) => {
                     proptest::prop_assert!(offset <= ranges[damaged].0);
