@@ -51,15 +51,13 @@ impl Interrupt<'_> {
         Ok(())
     }
 
-    /// [`Interrupt::check`] as a tantivy error, to end a collection.
+    /// [`Interrupt::check`] as a tantivy error, to end a collection. The caller tells an
+    /// interruption from other errors by checking the interrupt again: once fired, it stays so.
     fn check_tantivy(&self) -> tantivy::Result<()> {
         self.check()
-            .map_err(|why| TantivyError::InternalError(format!("{STOPPED}: {why:?}")))
+            .map_err(|why| TantivyError::InternalError(format!("search interrupted: {why:?}")))
     }
 }
-
-/// The message prefix of the tantivy error that ends an interrupted collection.
-const STOPPED: &str = "search interrupted";
 
 /// A collector that stops, with an error, when its interrupt fires. It drives each segment's
 /// scorer itself rather than through tantivy's `for_each`, which cannot be stopped midway.
@@ -119,15 +117,91 @@ impl<C: Collector> Collector for Interruptible<'_, C> {
     }
 }
 
-/// Whether `error` is the one an interrupted collection ends with.
-pub fn is_interruption(error: &TantivyError) -> bool {
-    matches!(error, TantivyError::InternalError(message) if message.starts_with(STOPPED))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
     use std::time::Duration;
+
+    use tantivy::query::AllQuery;
+
+    use crate::{SchemaConfig, ShardIndex, WriterOptions};
+
+    /// Counts documents, and raises `flag` (as a leaving caller would) after `after` of them.
+    #[derive(Clone)]
+    struct RaiseAfter {
+        flag: Arc<AtomicBool>,
+        after: usize,
+        seen: Arc<AtomicUsize>,
+    }
+
+    impl Collector for RaiseAfter {
+        type Fruit = ();
+        type Child = RaiseAfter;
+
+        fn for_segment(&self, _: u32, _: &SegmentReader) -> tantivy::Result<Self::Child> {
+            Ok(self.clone())
+        }
+
+        fn requires_scoring(&self) -> bool {
+            false
+        }
+
+        fn merge_fruits(&self, _: Vec<()>) -> tantivy::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl SegmentCollector for RaiseAfter {
+        type Fruit = ();
+
+        fn collect(&mut self, _: u32, _: f32) {
+            if self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.after {
+                self.flag.store(true, Ordering::Relaxed);
+            }
+        }
+
+        fn harvest(self) {}
+    }
+
+    #[test]
+    fn a_search_stops_within_one_check_of_its_caller_leaving() {
+        let index =
+            ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
+        let docs: Vec<String> = (0..20_000)
+            .map(|i| format!(r#"{{"id": "{i}", "title": "t"}}"#))
+            .collect();
+        index.index_batch(0, 0, &docs).unwrap();
+        index.commit().unwrap();
+        let searcher = index.tantivy_index().reader().unwrap().searcher();
+        assert_eq!(
+            searcher.segment_readers().len(),
+            1,
+            "one segment to stop inside"
+        );
+
+        let raise = RaiseAfter {
+            flag: Arc::default(),
+            after: 5_000,
+            seen: Arc::default(),
+        };
+        let interrupt = Interrupt {
+            cancelled: Some(&raise.flag),
+            deadline: None,
+        };
+        let collector = Interruptible {
+            inner: raise.clone(),
+            interrupt: &interrupt,
+        };
+        assert!(searcher.search(&AllQuery, &collector).is_err());
+        assert_eq!(interrupt.check(), Err(Stopped::Cancelled));
+        let seen = raise.seen.load(Ordering::Relaxed);
+        assert!(
+            (5_000..=5_000 + CHECK_EVERY as usize).contains(&seen),
+            "stopped after {seen} of 20,000 documents"
+        );
+    }
 
     #[test]
     fn an_interrupt_fires_on_its_flag_or_its_deadline() {
@@ -145,7 +219,6 @@ mod tests {
             deadline: Some(Instant::now()),
         };
         assert_eq!(late.check(), Err(Stopped::DeadlineExceeded));
-        let error = late.check_tantivy().unwrap_err();
-        assert!(is_interruption(&error), "{error}");
+        assert!(late.check_tantivy().is_err());
     }
 }

@@ -15,7 +15,7 @@ use tantivy::schema::{Field, OwnedValue, Schema, Value as _};
 use tantivy::InvertedIndexReader;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
-use crate::collect::{is_interruption, Interrupt, Interruptible};
+use crate::collect::{Interrupt, Interruptible};
 use crate::error::LeafError;
 use crate::query::QueryBuilder;
 use crate::schema::SchemaConfig;
@@ -486,14 +486,10 @@ impl ShardIndex {
     /// This shard's BM25 statistics for the terms `query` scores, and the generation they are
     /// from.
     pub fn stats(&self, query: &str) -> Result<(u64, CorpusStats), LeafError> {
-        let query = self.parse_query(query)?;
+        let query = self.queries.build(query)?;
         let generation = self.generation();
         let searcher = self.reader.searcher();
         Ok((generation, shard_stats(&searcher, &self.schema, &*query)?))
-    }
-
-    fn parse_query(&self, query: &str) -> Result<Box<dyn tantivy::query::Query>, LeafError> {
-        self.queries.build(query)
     }
 
     /// A stored document as a JSON object, written directly from the stored values: one value
@@ -525,14 +521,13 @@ impl ShardIndex {
     }
 }
 
-/// A failed search's error: the interruption's reason, the query's fault (a field that cannot be
-/// searched that way), or the index's.
+/// A failed search's error: the interruption's reason (an interrupt, once fired, stays so,
+/// and then nobody waits for anything else), the query's fault (a field that cannot be searched
+/// that way), or the index's.
 fn search_error(error: tantivy::TantivyError, interrupt: &Interrupt) -> LeafError {
     use tantivy::TantivyError as E;
-    if is_interruption(&error) {
-        if let Err(stopped) = interrupt.check() {
-            return stopped.into();
-        }
+    if let Err(stopped) = interrupt.check() {
+        return stopped.into();
     }
     match error {
         E::SchemaError(why) | E::InvalidArgument(why) => LeafError::InvalidQuery(why),

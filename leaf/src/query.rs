@@ -39,11 +39,6 @@ impl QueryBuilder {
         }
     }
 
-    /// The limits queries are checked against.
-    pub fn limits(&self) -> &QueryLimits {
-        &self.limits
-    }
-
     /// Checks and parses `text`: every error is the caller's (INVALID_ARGUMENT).
     pub fn build(&self, text: &str) -> Result<Box<dyn Query>, LeafError> {
         let checked = query::parse(text, &self.limits)?;

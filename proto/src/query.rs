@@ -134,8 +134,6 @@ pub struct CheckedQuery {
     pub ast: UserInputAst,
     /// Its nesting depth (see [`QueryLimits::max_depth`]).
     pub depth: usize,
-    /// Its terms (see [`QueryLimits::max_terms`]).
-    pub terms: usize,
 }
 
 /// Parses `query` within `limits`; see the module documentation for how this stays safe on any
@@ -200,11 +198,7 @@ fn parse_and_measure(query: &str, limits: &QueryLimits) -> Result<CheckedQuery, 
             limit: limits.max_wildcards,
         });
     }
-    Ok(CheckedQuery {
-        ast,
-        depth,
-        terms: count.terms,
-    })
+    Ok(CheckedQuery { ast, depth })
 }
 
 /// The lenient parser's first complaint, which says where and what, or a plain message.
