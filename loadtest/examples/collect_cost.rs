@@ -26,8 +26,12 @@ use tantivy::collector::{Count, TopDocs};
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut args = std::env::args().skip(1);
-    let corpus = args.next().map_or_else(|| root.join("demo/wordnet.ndjson.gz"), PathBuf::from);
-    let queries = args.next().map_or_else(|| root.join("demo/queries.txt"), PathBuf::from);
+    let corpus = args
+        .next()
+        .map_or_else(|| root.join("demo/wordnet.ndjson.gz"), PathBuf::from);
+    let queries = args
+        .next()
+        .map_or_else(|| root.join("demo/queries.txt"), PathBuf::from);
     let rounds: usize = args.next().map_or(Ok(15), |r| r.parse())?;
 
     let index = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default())?;
