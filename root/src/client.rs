@@ -29,18 +29,23 @@ pub enum ShardError {
     #[error("leaf error: {0}")]
     Leaf(String),
     /// The replica's connection broke while it held the request: the replica may have died
-    /// running it. Not retried elsewhere, so that a query that kills leaves kills one.
+    /// running it. Not retried elsewhere unless the query is known to be harmless, so that a
+    /// query that kills leaves kills one.
     #[error("the replica's connection broke while it was serving this request ({0}); not retried on another replica, in case the request is what broke it")]
     ConnectionLost(String),
 }
 
 impl ShardError {
-    /// Whether another replica might answer where this one failed.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            ShardError::InvalidArgument(_) | ShardError::ConnectionLost(_)
-        )
+    /// Whether another replica might answer where this one failed. A bad request never: every
+    /// replica would refuse it. A broken connection only for a query `proven` harmless on this
+    /// shard (see [`crate::quarantine::KnownGood`]): otherwise the request may be what killed
+    /// the replica, and retrying it would spread it to every replica.
+    pub fn is_retryable(&self, proven: bool) -> bool {
+        match self {
+            ShardError::InvalidArgument(_) => false,
+            ShardError::ConnectionLost(_) => proven,
+            _ => true,
+        }
     }
 
     /// Classifies a gRPC status from a leaf, or from the client's transport.

@@ -15,7 +15,7 @@ use crate::choose::power_of_two_choices;
 use crate::client::{GrpcLeafClient, LeafClient};
 use crate::config::RootConfig;
 use crate::hedge::{HedgeBudget, HedgePolicy, LatencyWindow};
-use crate::quarantine::Quarantine;
+use crate::quarantine::{KnownGood, Quarantine};
 use crate::replica::{FailureEffect, ReplicaPolicy, ReplicaState};
 use crate::scatter::ShardMetrics;
 use crate::stats::StatsCache;
@@ -186,6 +186,8 @@ pub struct Cluster {
     pub stats: StatsCache,
     /// Queries suspected of killing leaves, refused for a while.
     pub quarantine: Quarantine,
+    /// Queries known to have run on each shard without breaking a replica.
+    pub known_good: KnownGood,
     /// Searches answered with a shard missing.
     pub partial_responses: metrics::Counter,
     /// Time from a search's arrival to its answer.
@@ -204,6 +206,7 @@ impl Cluster {
         Self {
             stats: StatsCache::new(shards.len()),
             quarantine: Quarantine::default(),
+            known_good: KnownGood::default(),
             shards,
             partial_responses: metrics::counter!("fanout_root_partial_responses_total"),
             search_seconds: metrics::histogram!("fanout_root_search_seconds"),

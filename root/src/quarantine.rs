@@ -1,17 +1,25 @@
-//! Queries suspected of killing leaves, refused for a while without a fan-out.
+//! Containing a query of death: what the root knows of queries under which a replica's
+//! connection broke, and of queries that ran without breaking anything.
 //!
-//! When a replica's connection breaks while it serves a query, the root does not retry the
-//! query elsewhere (see [`crate::scatter`]) and remembers its fingerprint here. Copies that
-//! arrive before the quarantine ends are refused at once: a client retrying a query of death
-//! in a loop would otherwise take down one replica per shard per try. Each new strike doubles
-//! the quarantine, up to a cap, so an honest query caught by a coincidental crash is back soon
-//! while a real poison stays out.
+//! A broken connection cannot say whether the query killed the replica or the replica died
+//! under it (a kill, a lost node): the root sees the same transport error either way. So:
+//!
+//! - [`KnownGood`] remembers, per shard, queries that have run there and come back. Such a
+//!   query did not kill a replica of that shard last time, so when a connection breaks under
+//!   it the request is retried on another replica like any failure: a leaf restarted or
+//!   killed under load costs no answer for the queries it had already served.
+//! - Any other query is not retried (see [`crate::scatter`]), and its fingerprint goes into
+//!   the [`Quarantine`]: copies that arrive before it ends are refused at once, because a
+//!   client retrying a query of death in a loop would otherwise take down one replica per
+//!   shard per try. Each new strike doubles the quarantine, up to a cap, so an honest query
+//!   caught by a coincidental crash is back soon while a real poison stays out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use fanout_proto::ShardId;
 use tokio::time::Instant;
 
 /// How long a quarantine lasts and how much it remembers.
@@ -37,7 +45,7 @@ impl Default for QuarantinePolicy {
 }
 
 /// A query's fingerprint: XXH64 of its text. The text is what the leaf parses and runs.
-fn fingerprint(query: &str) -> u64 {
+pub fn fingerprint(query: &str) -> u64 {
     xxhash_rust::xxh64::xxh64(query.as_bytes(), 0)
 }
 
@@ -52,7 +60,7 @@ pub struct Quarantine {
     policy: QuarantinePolicy,
     entries: Mutex<HashMap<u64, Entry>>,
     /// When the last quarantine ends, in microseconds since `epoch`: every search asks, and
-    /// almost always nothing is quarantined, so the answer must need no lock and no hash.
+    /// almost always nothing is quarantined, so the answer must need no lock.
     latest_end_us: AtomicU64,
     epoch: Instant,
     refused: metrics::Counter,
@@ -75,14 +83,14 @@ impl Quarantine {
         at.saturating_duration_since(self.epoch).as_micros() as u64
     }
 
-    /// `Err(time left)` while `query` is quarantined.
-    pub fn check(&self, query: &str) -> Result<(), Duration> {
+    /// `Err(time left)` while the query with this fingerprint is quarantined.
+    pub fn check(&self, fingerprint: u64) -> Result<(), Duration> {
         let now = Instant::now();
         if self.micros_since_epoch(now) >= self.latest_end_us.load(Ordering::Acquire) {
             return Ok(());
         }
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        match entries.get(&fingerprint(query)) {
+        match entries.get(&fingerprint) {
             Some(entry) if entry.until > now => {
                 self.refused.increment(1);
                 Err(entry.until - now)
@@ -91,11 +99,10 @@ impl Quarantine {
         }
     }
 
-    /// Quarantines `query`, twice as long as last time if it was quarantined before, and says
-    /// so in the log. Returns how long.
-    pub fn add(&self, query: &str) -> Duration {
+    /// Quarantines the query with this fingerprint, twice as long as last time if it was
+    /// quarantined before, and says so in the log. Returns how long.
+    pub fn add(&self, fingerprint: u64) -> Duration {
         let now = Instant::now();
-        let fingerprint = fingerprint(query);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.policy.capacity && !entries.contains_key(&fingerprint) {
             entries.retain(|_, e| e.until > now);
@@ -140,18 +147,86 @@ impl Default for Quarantine {
     }
 }
 
+/// Queries known to have run on a shard and come back, by fingerprint and shard: a table of
+/// [`KNOWN_GOOD_SLOTS`] atomics, each slot holding the key last recorded there. Recording and
+/// asking take no lock and allocate nothing, on every search; a newer query evicts an older one
+/// that shares its slot, which only makes that one unknown again (not retried on a broken
+/// connection until it has run once more).
+pub struct KnownGood {
+    slots: Box<[AtomicU64]>,
+}
+
+/// Slots of [`KnownGood`]: 512 KiB, enough for the working set of a busy query log.
+pub const KNOWN_GOOD_SLOTS: usize = 1 << 16;
+
+impl KnownGood {
+    /// The slot key of a query on a shard: never 0, which marks an empty slot.
+    fn key(fingerprint: u64, shard: ShardId) -> u64 {
+        let mixed = fingerprint ^ (u64::from(shard) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        mixed.max(1)
+    }
+
+    fn slot(&self, key: u64) -> &AtomicU64 {
+        &self.slots[key as usize % self.slots.len()]
+    }
+
+    /// Notes that the query with this fingerprint ran on `shard` and came back.
+    pub fn record(&self, fingerprint: u64, shard: ShardId) {
+        let key = Self::key(fingerprint, shard);
+        self.slot(key).store(key, Ordering::Relaxed);
+    }
+
+    /// Whether the query with this fingerprint is known to have run on `shard`.
+    pub fn contains(&self, fingerprint: u64, shard: ShardId) -> bool {
+        let key = Self::key(fingerprint, shard);
+        self.slot(key).load(Ordering::Relaxed) == key
+    }
+}
+
+impl Default for KnownGood {
+    fn default() -> Self {
+        Self {
+            slots: (0..KNOWN_GOOD_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_query_is_known_good_per_shard_once_recorded() {
+        let known = KnownGood::default();
+        let query = fingerprint("apple");
+        assert!(!known.contains(query, 0));
+        known.record(query, 0);
+        assert!(known.contains(query, 0));
+        assert!(
+            !known.contains(query, 1),
+            "a query harmless on one shard may not be on another"
+        );
+        assert!(!known.contains(fingerprint("pear"), 0));
+        // A query that shares the slot evicts it: unknown again, never wrongly known.
+        let rival = (1..)
+            .map(|i| fingerprint(&format!("q{i}")))
+            .find(|&f| {
+                KnownGood::key(f, 0) as usize % KNOWN_GOOD_SLOTS
+                    == KnownGood::key(query, 0) as usize % KNOWN_GOOD_SLOTS
+            })
+            .unwrap();
+        known.record(rival, 0);
+        assert!(known.contains(rival, 0) && !known.contains(query, 0));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_quarantine_ends_and_doubles_on_each_strike() {
         let quarantine = Quarantine::default();
-        let poison = "(((";
+        let poison = fingerprint("(((");
         assert_eq!(quarantine.check(poison), Ok(()));
         assert_eq!(quarantine.add(poison), Duration::from_secs(60));
         assert_eq!(quarantine.check(poison), Err(Duration::from_secs(60)));
-        assert_eq!(quarantine.check("other"), Ok(()));
+        assert_eq!(quarantine.check(fingerprint("other")), Ok(()));
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(quarantine.check(poison), Ok(()));
         assert_eq!(quarantine.add(poison), Duration::from_secs(120));
@@ -167,12 +242,12 @@ mod tests {
             capacity: 2,
             ..QuarantinePolicy::default()
         });
-        quarantine.add("1");
+        quarantine.add(1);
         tokio::time::advance(Duration::from_secs(1)).await;
-        quarantine.add("2");
-        quarantine.add("3");
+        quarantine.add(2);
+        quarantine.add(3);
         assert_eq!(quarantine.len(), 2);
-        assert_eq!(quarantine.check("1"), Ok(()));
-        assert!(quarantine.check("2").is_err() && quarantine.check("3").is_err());
+        assert_eq!(quarantine.check(1), Ok(()));
+        assert!(quarantine.check(2).is_err() && quarantine.check(3).is_err());
     }
 }

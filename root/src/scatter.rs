@@ -8,8 +8,9 @@
 //!    dropped, which cancels its gRPC stream so the leaf can skip work it has not started;
 //! 3. an attempt that fails in a retryable way (refused, unavailable) is retried at once on
 //!    another replica while the deadline allows; a bad request is not (every replica would
-//!    refuse it), nor one whose replica's connection broke while serving it (the request may
-//!    be what killed the replica: retrying and hedging would spread it to every replica);
+//!    refuse it), nor one whose replica's connection broke while serving it, unless the query
+//!    is known to be harmless on the shard (the request may be what killed the replica:
+//!    retrying and hedging would spread it to every replica);
 //! 4. at the deadline, whatever is still in flight is cancelled and the shard reported missing.
 
 use std::sync::Arc;
@@ -114,9 +115,13 @@ pub struct ShardOutcome {
 
 /// Per-request switches.
 #[derive(Clone, Copy, Debug)]
-pub struct ScatterOptions {
+pub struct ScatterOptions<'a> {
     /// Whether this request may be hedged.
     pub hedge: bool,
+    /// Per shard, whether this query is known to run there without breaking a replica, so that
+    /// a broken connection is retried like any failure (see [`crate::quarantine::KnownGood`]).
+    /// Shards past the end are not.
+    pub proven: &'a [bool],
 }
 
 /// Sends `request` to every shard and gathers what arrives by `deadline`, in shard order.
@@ -125,7 +130,7 @@ pub async fn scatter(
     config: &RootConfig,
     request: &pb::SearchRequest,
     deadline: Instant,
-    options: ScatterOptions,
+    options: ScatterOptions<'_>,
 ) -> Vec<ShardOutcome> {
     let calls = cluster
         .shards()
@@ -238,9 +243,14 @@ pub async fn search_shard(
     config: &RootConfig,
     request: &pb::SearchRequest,
     deadline: Instant,
-    options: ScatterOptions,
+    options: ScatterOptions<'_>,
 ) -> ShardOutcome {
     let policy = &config.replica;
+    let proven = options
+        .proven
+        .get(set.shard as usize)
+        .copied()
+        .unwrap_or(false);
     let started = Instant::now();
     // One snapshot for the whole request; attempts borrow their replicas from it.
     let replicas = set.replicas();
@@ -295,7 +305,7 @@ pub async fn search_shard(
                         if matches!(e, ShardError::ConnectionLost(_)) {
                             replica.record_failure(policy, "connection broke mid-request");
                         }
-                        if !e.is_retryable() {
+                        if !e.is_retryable(proven) {
                             break Err(e);
                         }
                         replica.record_failure(policy, "request failed");

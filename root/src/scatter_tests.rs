@@ -43,14 +43,20 @@ fn hedge_after(delay: Duration) -> RootConfig {
     }
 }
 
-const HEDGE: ScatterOptions = ScatterOptions { hedge: true };
-const NO_HEDGE: ScatterOptions = ScatterOptions { hedge: false };
+const HEDGE: ScatterOptions = ScatterOptions {
+    hedge: true,
+    proven: &[],
+};
+const NO_HEDGE: ScatterOptions = ScatterOptions {
+    hedge: false,
+    proven: &[],
+};
 
 async fn one(
     cluster: &Cluster,
     config: &RootConfig,
     timeout: Duration,
-    options: ScatterOptions,
+    options: ScatterOptions<'_>,
 ) -> (Vec<ShardOutcome>, Duration) {
     let started = Instant::now();
     let out = scatter(
@@ -315,5 +321,28 @@ async fn a_connection_broken_mid_request_is_neither_retried_nor_hedged() {
         dying.calls() <= 2,
         "ejected after its failures: {}",
         dying.calls()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_broken_under_a_proven_query_is_retried_like_any_failure() {
+    let config = RootConfig::default();
+    let dying = FakeLeaf::with(Behaviour::Fail(ShardError::ConnectionLost(
+        "connection reset".into(),
+    )));
+    let healthy = FakeLeaf::ok(5);
+    let cluster = cluster(vec![vec![dying.clone(), healthy.clone()]], &config);
+    let proven = ScatterOptions {
+        hedge: false,
+        proven: &[true],
+    };
+    for _ in 0..20 {
+        let (out, _) = one(&cluster, &config, ms(1_000), proven).await;
+        let (replica, _) = out[0].result.as_ref().unwrap();
+        assert_eq!(replica, "s0r1");
+    }
+    assert!(
+        dying.calls() >= 1,
+        "the dying replica was chosen at least once"
     );
 }

@@ -12,6 +12,7 @@ use crate::cluster::Cluster;
 use crate::config::RootConfig;
 use crate::error::ApiError;
 use crate::merge::{merge_top_k, ShardHit};
+use crate::quarantine;
 use crate::scatter::{scatter, AttemptKind, AttemptOutcome, AttemptReport, ScatterOptions};
 use crate::stats::{cluster_stats, StatsMode, StatsSource};
 
@@ -193,25 +194,32 @@ pub async fn search(
 ) -> Result<SearchResult, ApiError> {
     let started = Instant::now();
     let deadline = started + plan.timeout;
-    if let Err(left) = cluster.quarantine.check(&plan.query) {
+    let fingerprint = quarantine::fingerprint(&plan.query);
+    if let Err(left) = cluster.quarantine.check(fingerprint) {
         return Err(ApiError::Quarantined {
             retry_after_s: left.as_secs().max(1),
         });
     }
+    // Where a broken connection under this query may be retried (see `quarantine`).
+    let proven: Vec<bool> = (0..cluster.shards().len() as ShardId)
+        .map(|shard| cluster.known_good.contains(fingerprint, shard))
+        .collect();
     // Each shard returns its own top from+size; the page is cut after merging.
     let window = plan.from + plan.size;
     let (global_stats, stats_source) = match plan.stats {
         StatsMode::Shard => (None, StatsSource::Shard),
-        StatsMode::Global => cluster_stats(cluster, &config.replica, &plan.query, deadline)
-            .await
-            .map_err(|e| match e {
-                ShardError::InvalidArgument(message) => ApiError::BadRequest(message),
-                lost @ ShardError::ConnectionLost(_) => {
-                    cluster.quarantine.add(&plan.query);
-                    ApiError::Unavailable(format!("statistics: {lost}"))
-                }
-                other => ApiError::Unavailable(other.to_string()),
-            })?,
+        StatsMode::Global => {
+            cluster_stats(cluster, &config.replica, &plan.query, deadline, &proven)
+                .await
+                .map_err(|e| match e {
+                    ShardError::InvalidArgument(message) => ApiError::BadRequest(message),
+                    lost @ ShardError::ConnectionLost(_) => {
+                        cluster.quarantine.add(fingerprint);
+                        ApiError::Unavailable(format!("statistics: {lost}"))
+                    }
+                    other => ApiError::Unavailable(other.to_string()),
+                })?
+        }
     };
     let stats_us = plan.debug.then(|| started.elapsed().as_micros() as u64);
     let request = pb::SearchRequest {
@@ -221,7 +229,10 @@ pub async fn search(
         timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
         global_stats,
     };
-    let options = ScatterOptions { hedge: plan.hedge };
+    let options = ScatterOptions {
+        hedge: plan.hedge,
+        proven: &proven,
+    };
     let outcomes = scatter(cluster, config, &request, deadline, options).await;
 
     let mut failed = Vec::new();
@@ -238,6 +249,7 @@ pub async fn search(
         ));
         match outcome.result {
             Ok((replica, response)) => {
+                cluster.known_good.record(fingerprint, outcome.shard);
                 // A new generation means the shard changed: its statistics must be read again.
                 cluster
                     .stats
@@ -271,7 +283,7 @@ pub async fn search(
         }
     }
     if lost_connection {
-        cluster.quarantine.add(&plan.query);
+        cluster.quarantine.add(fingerprint);
     }
     let total = cluster.shards().len();
     if failed.len() == total || (!plan.allow_partial && !failed.is_empty()) {

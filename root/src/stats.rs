@@ -171,29 +171,34 @@ pub enum StatsSource {
 /// current, or else from one `Stats` round trip to a replica of each shard (the next replica on
 /// a failure). The round trip may use a quarter of the time left before `deadline`, so that a
 /// silent shard leaves the search itself most of its time; shards that did not answer by then
-/// are left out of the sum. Fails only on an invalid query.
+/// are left out of the sum. Fails on an invalid query, and on a broken connection for a query
+/// not `proven` harmless on that shard (as in [`crate::scatter::ScatterOptions::proven`]).
 pub async fn cluster_stats(
     cluster: &Cluster,
     policy: &ReplicaPolicy,
     query: &str,
     deadline: Instant,
+    proven: &[bool],
 ) -> Result<(Option<pb::CorpusStats>, StatsSource), ShardError> {
     if let Some(stats) = cluster.stats.lookup(query) {
         return Ok((Some(stats), StatsSource::Cached));
     }
     let now = Instant::now();
     let stats_deadline = now + deadline.saturating_duration_since(now) / 4;
-    let asks = cluster
-        .shards()
-        .iter()
-        .map(|set| shard_stats(set, policy, query, stats_deadline));
-    for answer in futures::future::join_all(asks).await {
+    let asks = cluster.shards().iter().map(|set| {
+        let proven = proven.get(set.shard as usize).copied().unwrap_or(false);
+        async move {
+            (
+                proven,
+                shard_stats(set, policy, query, stats_deadline, proven).await,
+            )
+        }
+    });
+    for (proven, answer) in futures::future::join_all(asks).await {
         match answer {
             Ok((replica, response)) => cluster.stats.absorb(query, &replica, &response),
             // A bad query, or one that may have killed a replica: the search must not go on.
-            Err(e @ (ShardError::InvalidArgument(_) | ShardError::ConnectionLost(_))) => {
-                return Err(e)
-            }
+            Err(e) if !e.is_retryable(proven) => return Err(e),
             // The search itself will report the shard if it is really gone.
             Err(_) => {}
         }
@@ -209,6 +214,7 @@ async fn shard_stats(
     policy: &ReplicaPolicy,
     query: &str,
     deadline: Instant,
+    proven: bool,
 ) -> Result<(String, pb::StatsResponse), ShardError> {
     let replicas = set.replicas();
     let mut tried = vec![false; replicas.len()];
@@ -226,7 +232,7 @@ async fn shard_stats(
         };
         match replicas[slot].client.stats(request, left).await {
             Ok(response) => return Ok((replicas[slot].name.clone(), response)),
-            Err(e) if !e.is_retryable() => return Err(e),
+            Err(e) if !e.is_retryable(proven) => return Err(e),
             Err(e) => last = e,
         }
     }

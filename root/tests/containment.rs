@@ -1,6 +1,8 @@
 //! Containment: a replica whose connection breaks while it serves a query (as when the query
 //! crashed it) costs that query one replica, not every replica. The root does not retry or
-//! hedge it elsewhere, and refuses copies of it for a while without a fan-out.
+//! hedge it elsewhere, and refuses copies of it for a while without a fan-out; unless the query
+//! has already run on the shard, in which case it was not what broke the replica, and it is
+//! retried like any failure.
 //!
 //! Real leaves sit behind TCP proxies that can swallow traffic and then cut every connection,
 //! which is what the root sees when a leaf process dies mid-request.
@@ -100,20 +102,9 @@ async fn relay(
     tokio::select! { () = up => {}, () = down => {} }
 }
 
-async fn search(http: &str, q: &str) -> (u16, Option<String>, Value) {
-    let response = reqwest::get(format!("{http}/v1/search?q={q}&hedge=false"))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    (status, retry_after, response.json().await.unwrap())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broken_connection_is_not_retried_and_its_query_is_quarantined() {
+/// One shard of two real replicas, each behind a [`Proxy`], both connected (so that "apple"
+/// has run on the shard); and the root's URL.
+async fn cluster() -> (Vec<LeafHandle>, Vec<Proxy>, String) {
     let mut leaves = Vec::new();
     let mut proxies = Vec::new();
     for replica in 0..2 {
@@ -136,12 +127,33 @@ async fn a_broken_connection_is_not_retried_and_its_query_is_quarantined() {
             .collect(),
     }])
     .unwrap();
-    let (http, _root) = support::start_root(&topology, RootConfig::default()).await;
+    let (http, root) = support::start_root(&topology, RootConfig::default()).await;
+    // The root serves until the test's runtime ends.
+    drop(root);
     // Both replicas connected and answering.
     while proxies.iter().any(|p| p.connections() == 0) {
         let (status, _, body) = search(&http, "apple").await;
         assert_eq!(status, 200, "{body}");
     }
+
+    (leaves, proxies, http)
+}
+
+async fn search(http: &str, q: &str) -> (u16, Option<String>, Value) {
+    let response = reqwest::get(format!("{http}/v1/search?q={q}&hedge=false"))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, retry_after, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_connection_is_not_retried_and_its_query_is_quarantined() {
+    let (_leaves, proxies, http) = cluster().await;
 
     // The query reaches one replica, which then "dies" while holding it.
     for proxy in &proxies {
@@ -151,19 +163,7 @@ async fn a_broken_connection_is_not_retried_and_its_query_is_quarantined() {
         let http = http.clone();
         async move { search(&http, "poison").await }
     });
-    let victim = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            if let Some(i) = proxies
-                .iter()
-                .position(|p| p.swallowed.load(Ordering::SeqCst) > 0)
-            {
-                return i;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    })
-    .await
-    .expect("the query reached a replica");
+    let victim = reached(&proxies).await;
     proxies[victim].cut();
     let (status, _, body) = poisoned.await.unwrap();
     assert_eq!(status, 503, "{body}");
@@ -193,4 +193,44 @@ async fn a_broken_connection_is_not_retried_and_its_query_is_quarantined() {
     let (status, _, body) = search(&http, "apple").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["total_hits"], 1);
+}
+
+/// Which proxy swallowed a request first, waiting at most 10 s.
+async fn reached(proxies: &[Proxy]) -> usize {
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(i) = proxies
+                .iter()
+                .position(|p| p.swallowed.load(Ordering::SeqCst) > 0)
+            {
+                return i;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the query reached a replica")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_that_ran_before_is_retried_when_a_connection_breaks_under_it() {
+    let (_leaves, proxies, http) = cluster().await;
+    for proxy in &proxies {
+        proxy.blackhole.store(true, Ordering::SeqCst);
+    }
+    let known = tokio::spawn({
+        let http = http.clone();
+        async move { search(&http, "apple").await }
+    });
+    let victim = reached(&proxies).await;
+    proxies[1 - victim].blackhole.store(false, Ordering::SeqCst);
+    proxies[victim].cut();
+    let (status, _, body) = known.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["partial"], false, "{body}");
+    assert_eq!(body["total_hits"], 1);
+    assert_eq!(body["shards"]["details"][0]["retried"], true, "{body}");
+    // And it is not quarantined.
+    let (status, _, body) = search(&http, "apple").await;
+    assert_eq!(status, 200, "{body}");
 }
