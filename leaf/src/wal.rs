@@ -324,7 +324,9 @@ fn read_segment<E: From<WalError>>(
         }
         let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
         let crc = u32::from_le_bytes(header[4..].try_into().unwrap());
-        if len > MAX_PAYLOAD {
+        // No record is shorter than MIN_PAYLOAD; zeros (a file extended before its data was
+        // written) read as a length of 0, whose empty payload's checksum is 0 too.
+        if !(MIN_PAYLOAD..=MAX_PAYLOAD).contains(&len) {
             return Ok(Some(BadRecord::torn(
                 offset,
                 format!("a length of {len} bytes"),

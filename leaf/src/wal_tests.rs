@@ -191,14 +191,17 @@ proptest::proptest! {
         flip in proptest::prelude::any::<proptest::sample::Index>(),
         bit in 0u8..8,
         truncate in proptest::prelude::any::<bool>(),
+        zeros in 0usize..48,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let (path, ranges) = segment_of(dir.path(), n);
         let mut bytes = std::fs::read(&path).unwrap();
         let end = bytes.len();
         if truncate {
+            // Cut anywhere, then (as when a file's size was persisted before its data) zeros.
             let at = cut.index(end);
             bytes.truncate(at);
+            bytes.resize(at + zeros, 0);
             std::fs::write(&path, &bytes).unwrap();
             let whole = ranges.iter().filter(|(_, e)| *e as usize <= at).count();
             let seen = try_open(dir.path()).unwrap();
@@ -217,10 +220,24 @@ proptest::proptest! {
                     proptest::prop_assert!(seen.iter().map(|e| e.seq).eq(1..n as u64));
                 }
                 Err(WalError::Corrupt { offset, .. }) => {
+                    proptest::prop_assert!(damaged < n - 1, "the last record's damage is a torn tail");
                     proptest::prop_assert!(offset <= ranges[damaged].0);
                 }
                 Err(other) => proptest::prop_assert!(false, "{other}"),
             }
         }
     }
+}
+
+#[test]
+fn a_zero_filled_tail_is_cut_as_torn() {
+    // A file extended before its data reached the disk reads as zeros after the last record.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, ranges) = segment_of(dir.path(), 3);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.resize(bytes.len() + 4096, 0);
+    std::fs::write(&path, &bytes).unwrap();
+    let seen = try_open(dir.path()).unwrap();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), ranges[2].1);
 }
