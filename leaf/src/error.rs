@@ -57,6 +57,7 @@ impl From<LeafError> for tonic::Status {
         let message = e.to_string();
         match e {
             // The root maps INVALID_ARGUMENT to an HTTP 400 with this message.
+            LeafError::Query(e) if !e.is_callers() => tonic::Status::internal(message),
             LeafError::InvalidQuery(_) | LeafError::Query(_) | LeafError::InvalidArgument(_) => {
                 tonic::Status::invalid_argument(message)
             }

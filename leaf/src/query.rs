@@ -65,11 +65,12 @@ impl QueryBuilder {
                 UserInputLeaf::Literal(literal)
                     if query::word_kind(&literal) == WordKind::Wildcard =>
                 {
-                    let pattern = query::wildcard_pattern(&literal.phrase);
                     let regex = |field: String| {
+                        let pattern =
+                            query::wildcard_pattern(&literal.phrase, self.lowercases(&field));
                         UserInputAst::from(UserInputLeaf::Regex {
                             field: Some(field),
-                            pattern: pattern.clone(),
+                            pattern,
                         })
                     };
                     match literal.field_name {
@@ -89,6 +90,20 @@ impl QueryBuilder {
                 other => UserInputAst::from(other),
             },
         })
+    }
+
+    /// Whether `field`'s tokenizer lowercases what it indexes: all but `raw` (keyword fields,
+    /// ids) do, and a wildcard must match the terms as they were indexed.
+    fn lowercases(&self, name: &str) -> bool {
+        let Some((field, _)) = self.schema.find_field(name) else {
+            return true;
+        };
+        match self.schema.get_field_entry(field).field_type() {
+            tantivy::schema::FieldType::Str(options) => options
+                .get_indexing_options()
+                .is_none_or(|indexing| indexing.tokenizer() != "raw"),
+            _ => true,
+        }
     }
 
     fn check_exists(&self, name: &str) -> Result<(), LeafError> {
@@ -150,6 +165,49 @@ mod tests {
         assert_eq!(ids(&index, "p*l"), ["c"]);
         assert_eq!(ids(&index, "+pyth* +large"), ["b"]);
         assert_eq!(ids(&index, "body:pyth*"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_wildcard_on_a_raw_field_keeps_its_case() {
+        let index =
+            ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
+        index
+            .index_batch(
+                0,
+                0,
+                &[
+                    r#"{"id": "AB1", "title": "x"}"#,
+                    r#"{"id": "ab2", "title": "x"}"#,
+                ],
+            )
+            .unwrap();
+        index.commit().unwrap();
+        assert_eq!(ids(&index, "id:AB*"), ["AB1"]);
+        assert_eq!(ids(&index, "id:ab*"), ["ab2"]);
+    }
+
+    #[test]
+    fn a_tree_at_the_deepest_allowed_nesting_runs_on_a_small_stack() {
+        // The deepest tree any flag allows is built into a tantivy query, run and dropped on a
+        // thread with the stack tokio's blocking pool gives a search.
+        let mut index = index();
+        let depth = fanout_proto::query::MAX_QUERY_DEPTH_CEILING;
+        index.set_query_limits(QueryLimits {
+            max_depth: depth,
+            ..QueryLimits::default()
+        });
+        let deep = format!(
+            "{}perl snakes{}",
+            "python (".repeat(depth - 1),
+            ")".repeat(depth - 1)
+        );
+        let found = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || ids(&index, &deep))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(found, ["a", "b", "c"]);
     }
 
     #[test]

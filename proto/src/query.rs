@@ -11,8 +11,8 @@
 //!    the quoting, and refuses a query with more than [`NESTING_PER_DEPTH`] per level of
 //!    [`QueryLimits::max_depth`] (the parser's time grows with the square of the nesting);
 //! 3. parses inline only when that bound is at most [`INLINE_NESTING`]; anything else is parsed
-//!    on a thread of its own with a stack large enough for the largest bound, where the tree is
-//!    also measured and, if too deep, dropped;
+//!    on one long-lived thread with a stack large enough for the largest bound, where the tree
+//!    is also measured and, if too deep, dropped;
 //! 4. refuses a tree deeper than [`QueryLimits::max_depth`], so that everything downstream
 //!    (tantivy's query building, weights, scorers, and dropping the tree) recurses at most that
 //!    far on any thread;
@@ -21,12 +21,15 @@
 //!
 //! Every error names the limit and the value that broke it.
 
+use std::sync::{mpsc, OnceLock};
+
 use tantivy_query_grammar::Delimiter;
 pub use tantivy_query_grammar::{UserInputAst, UserInputLeaf, UserInputLiteral};
 
 /// Queries with at most this many `(` and `NOT`s together are parsed on the caller's thread: the
-/// parser's recursion is bounded by that count, and a 2 MiB stack holds it even in a debug build.
-pub const INLINE_NESTING: usize = 24;
+/// parser's recursion is bounded by that count, and a 2 MiB stack holds twice as many levels
+/// even in a debug build (measured: 128 fit, 256 overflow).
+pub const INLINE_NESTING: usize = 64;
 
 /// How many `(` and `NOT`s together a query may have, per level of `max_depth`: more is refused
 /// before parsing. The parser's time grows with the square of the nesting (16,000 levels take
@@ -34,30 +37,32 @@ pub const INLINE_NESTING: usize = 24;
 pub const NESTING_PER_DEPTH: usize = 4;
 
 /// Stack of the thread that parses a query which might nest deeply: the parser needs about
-/// 1 KiB per level in a release build and several times that in a debug build, and a query
-/// nests at most [`NESTING_PER_DEPTH`] x [`MAX_QUERY_DEPTH_CEILING`] levels. Only the pages
-/// touched cost memory.
+/// 1 KiB per level in a release build and up to 16 KiB in a debug build, and a query nests at
+/// most [`NESTING_PER_DEPTH`] x [`MAX_QUERY_DEPTH_CEILING`] = 512 levels. Only the pages touched
+/// cost memory.
 const DEEP_PARSE_STACK: usize = 64 << 20;
 
 /// Largest `max_bytes` a caller may configure.
 pub const MAX_QUERY_BYTES_CEILING: usize = 1 << 20;
 
-/// Largest `max_depth` a caller may configure: what [`DEEP_PARSE_STACK`] is sized for.
-pub const MAX_QUERY_DEPTH_CEILING: usize = 1_024;
+/// Largest `max_depth` a caller may configure. A tree this deep is built into a tantivy query,
+/// run and dropped on ordinary 2 MiB threads, each step recursing once per level; a test runs
+/// one on such a thread.
+pub const MAX_QUERY_DEPTH_CEILING: usize = 128;
 
 /// The limits a query must keep. Defaults are documented on each field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueryLimits {
     /// Bytes of query text. Default 16,384; at most [`MAX_QUERY_BYTES_CEILING`].
     pub max_bytes: usize,
-    /// Nesting of groups `( )` and `NOT`: a single term is 0 deep, `a b` 1, `a (b c)` 2 (a group
-    /// around a single clause does not count). Default 32.
+    /// Nesting of groups `( )`, `NOT` and boosts `^2`: a single term is 0 deep, `a b` 1,
+    /// `a (b c)` 2 (a group around a single clause does not count). Default 32.
     pub max_depth: usize,
     /// Terms: every word of every term or phrase, every element of an `IN [..]` set, every range
     /// and `*`. Default 1,024.
     pub max_terms: usize,
-    /// Words with a `*` wildcard (`pyth*`, `col*r`), each of which expands to every matching
-    /// term of the index. Default 8.
+    /// Wildcards: each run of `*` in a word (`pyth*` has one, `c*l*r` two), each of which
+    /// expands to every matching term of the index. Default 8.
     pub max_wildcards: usize,
 }
 
@@ -80,7 +85,7 @@ pub struct QueryLimitArgs {
     #[arg(long, env = "FANOUT_MAX_QUERY_BYTES", default_value_t = QueryLimits::default().max_bytes as u32,
           value_parser = clap::value_parser!(u32).range(1..=MAX_QUERY_BYTES_CEILING as i64))]
     pub max_query_bytes: u32,
-    /// Deepest nesting of groups and NOT in a query: a single term is 0 deep, `a b` 1, `a (b c)` 2
+    /// Deepest nesting of groups, NOT and boosts in a query: a single term is 0 deep, `a b` 1, `a (b c)` 2
     #[arg(long, env = "FANOUT_MAX_QUERY_DEPTH", default_value_t = QueryLimits::default().max_depth as u32,
           value_parser = clap::value_parser!(u32).range(1..=MAX_QUERY_DEPTH_CEILING as i64))]
     pub max_query_depth: u32,
@@ -88,7 +93,7 @@ pub struct QueryLimitArgs {
     #[arg(long, env = "FANOUT_MAX_QUERY_TERMS", default_value_t = QueryLimits::default().max_terms as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_query_terms: u32,
-    /// Most wildcard words (`pyth*`) in a query; each expands to every matching term of a field
+    /// Most wildcards (each run of `*` in a word: `pyth*` has one) in a query; each expands to every matching term of a field
     #[arg(long, env = "FANOUT_MAX_QUERY_WILDCARDS", default_value_t = QueryLimits::default().max_wildcards as u32)]
     pub max_query_wildcards: u32,
 }
@@ -105,8 +110,8 @@ impl QueryLimitArgs {
     }
 }
 
-/// Why a query was refused. Every variant is the caller's to fix: an HTTP 400, a gRPC
-/// INVALID_ARGUMENT, never a replica failure.
+/// Why a query was refused. Every variant but [`QueryError::Internal`] is the caller's to fix:
+/// an HTTP 400, a gRPC INVALID_ARGUMENT, never a replica failure.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
     #[error("q is {bytes} bytes long; the limit is {limit} (max_query_bytes)")]
@@ -126,6 +131,17 @@ pub enum QueryError {
     Syntax(String),
     #[error("unsupported query: {0}")]
     Unsupported(String),
+    /// The server could not parse: not the caller's fault.
+    #[error("the query parser is unavailable: {0}")]
+    Internal(String),
+}
+
+impl QueryError {
+    /// Whether the caller can fix this by changing the query (every variant but
+    /// [`QueryError::Internal`]).
+    pub fn is_callers(&self) -> bool {
+        !matches!(self, QueryError::Internal(_))
+    }
 }
 
 /// A query that kept the limits, parsed.
@@ -156,15 +172,43 @@ pub fn parse(query: &str, limits: &QueryLimits) -> Result<CheckedQuery, QueryErr
     if nesting <= INLINE_NESTING {
         return parse_and_measure(query, limits);
     }
-    std::thread::scope(|scope| {
+    parse_deep(query, limits)
+}
+
+/// A query for the deep-parse thread, and where its answer goes.
+type DeepJob = (
+    String,
+    QueryLimits,
+    mpsc::SyncSender<Result<CheckedQuery, QueryError>>,
+);
+
+/// Parses on the one deep-parse thread, started on first use and kept: such queries are rare,
+/// and a thread with a large stack is not worth starting per request.
+fn parse_deep(query: &str, limits: &QueryLimits) -> Result<CheckedQuery, QueryError> {
+    static DEEP: OnceLock<Option<mpsc::Sender<DeepJob>>> = OnceLock::new();
+    let jobs = DEEP.get_or_init(|| {
+        let (jobs, incoming) = mpsc::channel::<DeepJob>();
         std::thread::Builder::new()
             .name("fanout-deep-parse".into())
             .stack_size(DEEP_PARSE_STACK)
-            .spawn_scoped(scope, || parse_and_measure(query, limits))
-            .map_err(|e| QueryError::Syntax(format!("cannot start a parser thread: {e}")))?
-            .join()
-            .unwrap_or_else(|_| Err(QueryError::Syntax("the query parser failed".into())))
-    })
+            .spawn(move || {
+                for (query, limits, reply) in incoming {
+                    let parsed = std::panic::catch_unwind(|| parse_and_measure(&query, &limits))
+                        .unwrap_or_else(|_| {
+                            Err(QueryError::Internal("the parser panicked".into()))
+                        });
+                    let _ = reply.send(parsed);
+                }
+            })
+            .ok()
+            .map(|_| jobs)
+    });
+    let unavailable = || QueryError::Internal("the deep-parse thread is not running".into());
+    let jobs = jobs.as_ref().ok_or_else(unavailable)?;
+    let (reply, answer) = mpsc::sync_channel(1);
+    jobs.send((query.to_string(), *limits, reply))
+        .map_err(|_| unavailable())?;
+    answer.recv().map_err(|_| unavailable())?
 }
 
 /// An upper bound of how deep the parser will recurse on `query`: it recurses once per `(` it
@@ -210,11 +254,12 @@ fn syntax_error(query: &str) -> QueryError {
     })
 }
 
-/// Nesting depth: 0 for a single term, one more per level of clauses (a group or a `NOT`).
+/// Nesting depth: 0 for a single term, one more per level of clauses (a group or a `NOT`) and
+/// per boost, which tantivy keeps as a layer of its own however it nests.
 fn depth(ast: &UserInputAst) -> usize {
     match ast {
         UserInputAst::Leaf(_) => 0,
-        UserInputAst::Boost(inner, _) => depth(inner),
+        UserInputAst::Boost(inner, _) => 1 + depth(inner),
         UserInputAst::Clause(clauses) => {
             1 + clauses
                 .iter()
@@ -248,7 +293,7 @@ impl Count {
                 self.terms += words(&literal.phrase).max(1);
                 match word_kind(literal) {
                     WordKind::Plain => {}
-                    WordKind::Wildcard => self.wildcards += 1,
+                    WordKind::Wildcard => self.wildcards += star_runs(&literal.phrase),
                     WordKind::Fuzzy => {
                         return Err(QueryError::Unsupported(format!(
                             "fuzzy terms such as {:?} are not supported; `~N` after a quoted \
@@ -322,21 +367,26 @@ pub fn word_kind(literal: &UserInputLiteral) -> WordKind {
     }
 }
 
+/// Runs of `*` in a word: `pyth*` has one, `c**l*r` two.
+fn star_runs(word: &str) -> usize {
+    word.match_indices('*')
+        .filter(|&(i, _)| i == 0 || word.as_bytes()[i - 1] != b'*')
+        .count()
+}
+
 /// The regular expression, over indexed terms, that a wildcard word matches: its literal parts
-/// lowercased (as the tokenizers index them) and escaped, each `*` any run of characters.
-pub fn wildcard_pattern(word: &str) -> String {
+/// escaped, and lowercased when the field's tokenizer lowercases what it indexes; each run of
+/// `*` any run of characters.
+pub fn wildcard_pattern(word: &str, lowercase: bool) -> String {
     let mut pattern = String::with_capacity(word.len() + 8);
     for (i, part) in word.split('*').enumerate() {
-        if i > 0 {
+        if i > 0 && !pattern.ends_with(".*") {
             pattern.push_str(".*");
         }
-        for c in part.to_lowercase().chars() {
-            if c.is_alphanumeric() {
-                pattern.push(c);
-            } else {
-                pattern.push('\\');
-                pattern.push(c);
-            }
+        if lowercase {
+            pattern.push_str(&regex_syntax::escape(&part.to_lowercase()));
+        } else {
+            pattern.push_str(&regex_syntax::escape(part));
         }
     }
     pattern

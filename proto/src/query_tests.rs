@@ -68,6 +68,16 @@ fn depth_counts_groups_and_not() {
     assert_eq!(depth("a (b c)"), 2);
     assert_eq!(depth("a (b (c d))"), 3);
     assert_eq!(depth("NOT (NOT (a b))"), 3);
+    // Boosts nest in tantivy's query as layers of their own.
+    assert_eq!(depth("a^2"), 1);
+    let boosts = format!("{}a{}", "(".repeat(40), "^2)".repeat(40));
+    assert_eq!(
+        parse(&boosts, &limits()).unwrap_err(),
+        QueryError::TooDeep {
+            depth: 40,
+            limit: 32
+        }
+    );
 }
 
 #[test]
@@ -121,16 +131,45 @@ fn silent_wrong_answers_become_errors_or_wildcards() {
 
 #[test]
 fn wildcard_patterns_escape_everything_but_the_wildcard() {
-    assert_eq!(wildcard_pattern("pyth*"), "pyth.*");
-    assert_eq!(wildcard_pattern("Col*R"), "col.*r");
-    assert_eq!(wildcard_pattern("a.b*"), "a\\.b.*");
-    assert_eq!(wildcard_pattern("c++*"), "c\\+\\+.*");
+    assert_eq!(wildcard_pattern("pyth*", true), "pyth.*");
+    assert_eq!(wildcard_pattern("Col*R", true), "col.*r");
+    assert_eq!(wildcard_pattern("Col*R", false), "Col.*R");
+    assert_eq!(wildcard_pattern("a.b*", true), "a\\.b.*");
+    assert_eq!(wildcard_pattern("c++*", true), "c\\+\\+.*");
+    // Runs of `*` are one wildcard; what regex syntax would not take escaped stays literal.
+    assert_eq!(wildcard_pattern("a****b", true), "a.*b");
+    assert_eq!(wildcard_pattern("x€<*", true), "x€<.*");
+    for word in ["l’arbre*", "a<b*", "日本*", "a(b)*"] {
+        let pattern = wildcard_pattern(word, true);
+        assert!(
+            regex_syntax::Parser::new().parse(&pattern).is_ok(),
+            "{word} -> {pattern}"
+        );
+    }
+}
+
+#[test]
+fn each_run_of_stars_is_one_wildcard() {
+    assert_eq!(star_runs("pyth*"), 1);
+    assert_eq!(star_runs("c**l*r"), 2);
+    assert_eq!(star_runs("plain"), 0);
+    let long = format!("a{}", "*".repeat(10_000));
+    assert!(parse(&long, &limits()).is_ok(), "one run, however long");
+    let many = format!("a{}", "b*".repeat(9));
+    assert_eq!(
+        parse(&many, &limits()).unwrap_err().to_string(),
+        "q has 9 wildcard terms; the limit is 8 (max_query_wildcards)"
+    );
 }
 
 #[test]
 fn syntax_errors_say_where() {
     let err = parse("title:(apple", &limits()).unwrap_err();
-    assert!(err.to_string().starts_with("invalid query: "), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("invalid query: syntax error at byte "),
+        "{err}"
+    );
 }
 
 #[test]
