@@ -72,8 +72,12 @@ impl ShardError {
 
 /// Whether `status` says the connection broke after the request went out. A status the leaf
 /// sent has no source; one the client's transport made has the transport error as its source.
-/// Of those, a failure to connect sent nothing, and a stream the leaf refused (REFUSED_STREAM,
-/// as on a graceful shutdown) was not processed: both are safe to retry.
+/// Of those, some say the leaf never took the request, and are safe to retry:
+/// - a failure to connect sent nothing;
+/// - a stream the leaf refused (REFUSED_STREAM), or one past the last it said it would serve
+///   in a GOAWAY (as on a graceful shutdown), was not processed;
+/// - a keep-alive ping that went unanswered says the leaf stopped answering anything, not that
+///   this request broke it.
 fn broke_mid_request(status: &tonic::Status) -> bool {
     use std::error::Error;
     let Some(source) = status.source() else {
@@ -85,9 +89,17 @@ fn broke_mid_request(status: &tonic::Status) -> bool {
             return false;
         }
         if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote())
+            {
                 return false;
             }
+        }
+        if error
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            return false;
         }
         cause = error.source();
     }
@@ -195,5 +207,49 @@ impl LeafClient for GrpcLeafClient {
                 Ok(Ok(response)) if response.get_ref().status == serving
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(error: impl std::error::Error + Send + Sync + 'static) -> ShardError {
+        ShardError::from_status(&tonic::Status::from_error(Box::new(error)))
+    }
+
+    #[test]
+    fn only_a_connection_that_broke_under_the_request_is_connection_lost() {
+        // The transport lost the connection with the request on it.
+        let broken = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stream closed");
+        assert!(matches!(transport(broken), ShardError::ConnectionLost(_)));
+        // The leaf refused the stream: nothing was processed.
+        let refused = h2::Error::from(h2::Reason::REFUSED_STREAM);
+        assert!(matches!(transport(refused), ShardError::Unavailable(_)));
+        // The leaf answered with a status of its own, whatever its code.
+        for status in [
+            tonic::Status::unavailable("shutting down"),
+            tonic::Status::internal("index error"),
+            tonic::Status::unknown("?"),
+        ] {
+            let e = ShardError::from_status(&status);
+            assert!(
+                !matches!(e, ShardError::ConnectionLost(_)),
+                "{status:?}: {e}"
+            );
+        }
+        assert!(matches!(
+            ShardError::from_status(&tonic::Status::invalid_argument("bad")),
+            ShardError::InvalidArgument(_)
+        ));
+    }
+
+    #[test]
+    fn a_lost_connection_is_retried_only_for_a_proven_query() {
+        let lost = ShardError::ConnectionLost("reset".into());
+        assert!(!lost.is_retryable(false));
+        assert!(lost.is_retryable(true));
+        assert!(!ShardError::InvalidArgument("bad".into()).is_retryable(true));
+        assert!(ShardError::Timeout.is_retryable(false));
     }
 }

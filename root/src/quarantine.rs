@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use fanout_proto::ShardId;
@@ -58,7 +58,8 @@ struct Entry {
 /// The quarantined queries.
 pub struct Quarantine {
     policy: QuarantinePolicy,
-    entries: Mutex<HashMap<u64, Entry>>,
+    /// Read by every search while a quarantine lasts, written only on a strike.
+    entries: RwLock<HashMap<u64, Entry>>,
     /// When the last quarantine ends, in microseconds since `epoch`: every search asks, and
     /// almost always nothing is quarantined, so the answer must need no lock.
     latest_end_us: AtomicU64,
@@ -71,7 +72,7 @@ impl Quarantine {
     pub fn new(policy: QuarantinePolicy) -> Self {
         Self {
             policy,
-            entries: Mutex::new(HashMap::new()),
+            entries: RwLock::new(HashMap::new()),
             latest_end_us: AtomicU64::new(0),
             epoch: Instant::now(),
             refused: metrics::counter!("fanout_root_quarantine_refused_total"),
@@ -89,7 +90,7 @@ impl Quarantine {
         if self.micros_since_epoch(now) >= self.latest_end_us.load(Ordering::Acquire) {
             return Ok(());
         }
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         match entries.get(&fingerprint) {
             Some(entry) if entry.until > now => {
                 self.refused.increment(1);
@@ -103,7 +104,7 @@ impl Quarantine {
     /// quarantined before, and says so in the log. Returns how long.
     pub fn add(&self, fingerprint: u64) -> Duration {
         let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.policy.capacity && !entries.contains_key(&fingerprint) {
             entries.retain(|_, e| e.until > now);
             if entries.len() >= self.policy.capacity {
@@ -133,7 +134,7 @@ impl Quarantine {
 
     /// Queries remembered now (expired ones included until they are swept).
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -159,10 +160,21 @@ pub struct KnownGood {
 /// Slots of [`KnownGood`]: 512 KiB, enough for the working set of a busy query log.
 pub const KNOWN_GOOD_SLOTS: usize = 1 << 16;
 
+/// A query and how many hits each shard returns for it (`from + size`): what [`KnownGood`]
+/// knows. A query that ran for 10 hits is not known to run for 10,000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Run(u64);
+
+impl Run {
+    pub fn new(fingerprint: u64, window: usize) -> Self {
+        Self(fingerprint ^ (window as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
+    }
+}
+
 impl KnownGood {
-    /// The slot key of a query on a shard: never 0, which marks an empty slot.
-    fn key(fingerprint: u64, shard: ShardId) -> u64 {
-        let mixed = fingerprint ^ (u64::from(shard) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    /// The slot key of a run on a shard: never 0, which marks an empty slot.
+    fn key(run: Run, shard: ShardId) -> u64 {
+        let mixed = run.0 ^ (u64::from(shard) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         mixed.max(1)
     }
 
@@ -170,15 +182,19 @@ impl KnownGood {
         &self.slots[key as usize % self.slots.len()]
     }
 
-    /// Notes that the query with this fingerprint ran on `shard` and came back.
-    pub fn record(&self, fingerprint: u64, shard: ShardId) {
-        let key = Self::key(fingerprint, shard);
-        self.slot(key).store(key, Ordering::Relaxed);
+    /// Notes that `run` ran on `shard` and came back.
+    pub fn record(&self, run: Run, shard: ShardId) {
+        let key = Self::key(run, shard);
+        let slot = self.slot(key);
+        // Most searches repeat what is there: reading first keeps the cache line shared.
+        if slot.load(Ordering::Relaxed) != key {
+            slot.store(key, Ordering::Relaxed);
+        }
     }
 
-    /// Whether the query with this fingerprint is known to have run on `shard`.
-    pub fn contains(&self, fingerprint: u64, shard: ShardId) -> bool {
-        let key = Self::key(fingerprint, shard);
+    /// Whether `run` is known to have run on `shard`.
+    pub fn contains(&self, run: Run, shard: ShardId) -> bool {
+        let key = Self::key(run, shard);
         self.slot(key).load(Ordering::Relaxed) == key
     }
 }
@@ -198,7 +214,7 @@ mod tests {
     #[test]
     fn a_query_is_known_good_per_shard_once_recorded() {
         let known = KnownGood::default();
-        let query = fingerprint("apple");
+        let query = Run::new(fingerprint("apple"), 10);
         assert!(!known.contains(query, 0));
         known.record(query, 0);
         assert!(known.contains(query, 0));
@@ -206,10 +222,14 @@ mod tests {
             !known.contains(query, 1),
             "a query harmless on one shard may not be on another"
         );
-        assert!(!known.contains(fingerprint("pear"), 0));
+        assert!(!known.contains(Run::new(fingerprint("pear"), 10), 0));
+        assert!(
+            !known.contains(Run::new(fingerprint("apple"), 10_000), 0),
+            "nor for more hits"
+        );
         // A query that shares the slot evicts it: unknown again, never wrongly known.
         let rival = (1..)
-            .map(|i| fingerprint(&format!("q{i}")))
+            .map(|i| Run::new(fingerprint(&format!("q{i}")), 10))
             .find(|&f| {
                 KnownGood::key(f, 0) as usize % KNOWN_GOOD_SLOTS
                     == KnownGood::key(query, 0) as usize % KNOWN_GOOD_SLOTS

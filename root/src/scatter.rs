@@ -302,13 +302,18 @@ pub async fn search_shard(
                     }
                     Err(e) => {
                         attempts.reports[slot].outcome = AttemptOutcome::Failed(e.to_string());
-                        if matches!(e, ShardError::ConnectionLost(_)) {
-                            replica.record_failure(policy, "connection broke mid-request");
+                        // Once per failure, and never for a bad request: every replica would
+                        // refuse it, and none is at fault.
+                        match e {
+                            ShardError::InvalidArgument(_) => {}
+                            ShardError::ConnectionLost(_) => {
+                                replica.record_failure(policy, "connection broke mid-request")
+                            }
+                            _ => replica.record_failure(policy, "request failed"),
                         }
                         if !e.is_retryable(proven) {
                             break Err(e);
                         }
-                        replica.record_failure(policy, "request failed");
                         if Instant::now() < deadline && attempts.launch(AttemptKind::Retry) {
                             set.metrics.retries.increment(1);
                         }

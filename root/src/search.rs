@@ -64,8 +64,13 @@ impl SearchParams {
         }
         // Parsed here, once, before anything is sent: a query no leaf could (or should) run
         // is refused without a fan-out. Leaves check it again for callers other than roots.
-        fanout_proto::query::parse(&query, &config.query)
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        fanout_proto::query::parse(&query, &config.query).map_err(|e| {
+            if e.is_callers() {
+                ApiError::BadRequest(e.to_string())
+            } else {
+                ApiError::Unavailable(e.to_string())
+            }
+        })?;
         let size = self.size.unwrap_or(10);
         if size > config.max_size {
             return Err(ApiError::BadRequest(format!(
@@ -200,12 +205,14 @@ pub async fn search(
             retry_after_s: left.as_secs().max(1),
         });
     }
-    // Where a broken connection under this query may be retried (see `quarantine`).
-    let proven: Vec<bool> = (0..cluster.shards().len() as ShardId)
-        .map(|shard| cluster.known_good.contains(fingerprint, shard))
-        .collect();
     // Each shard returns its own top from+size; the page is cut after merging.
     let window = plan.from + plan.size;
+    // Where a broken connection under this query may be retried (see `quarantine`): where the
+    // same query, for as many hits, ran before.
+    let run = quarantine::Run::new(fingerprint, window);
+    let proven: Vec<bool> = (0..cluster.shards().len() as ShardId)
+        .map(|shard| cluster.known_good.contains(run, shard))
+        .collect();
     let (global_stats, stats_source) = match plan.stats {
         StatsMode::Shard => (None, StatsSource::Shard),
         StatsMode::Global => {
@@ -241,6 +248,7 @@ pub async fn search(
     let mut details = Vec::with_capacity(outcomes.len());
     let mut timed_out = false;
     let mut lost_connection = false;
+    let mut bad_request = None;
     for outcome in outcomes {
         details.push(ShardDetail::new(
             outcome.shard,
@@ -249,7 +257,7 @@ pub async fn search(
         ));
         match outcome.result {
             Ok((replica, response)) => {
-                cluster.known_good.record(fingerprint, outcome.shard);
+                cluster.known_good.record(run, outcome.shard);
                 // A new generation means the shard changed: its statistics must be read again.
                 cluster
                     .stats
@@ -268,11 +276,13 @@ pub async fn search(
                         .collect(),
                 );
             }
-            // The query is the same on every shard: one shard's parser error is the answer.
-            Err(ShardError::InvalidArgument(message)) => return Err(ApiError::BadRequest(message)),
+            // The query is the same on every shard: one shard's parser error is the answer,
+            // given once the other shards' outcomes are accounted for.
+            Err(ShardError::InvalidArgument(message)) => bad_request = Some(message),
             Err(e) => {
                 timed_out |= e == ShardError::Timeout;
-                if matches!(e, ShardError::ConnectionLost(_)) {
+                // A query that ran here before did not break the replica (see `quarantine`).
+                if matches!(e, ShardError::ConnectionLost(_)) && !proven[outcome.shard as usize] {
                     lost_connection = true;
                 }
                 failed.push(ShardFailure {
@@ -284,6 +294,9 @@ pub async fn search(
     }
     if lost_connection {
         cluster.quarantine.add(fingerprint);
+    }
+    if let Some(message) = bad_request {
+        return Err(ApiError::BadRequest(message));
     }
     let total = cluster.shards().len();
     if failed.len() == total || (!plan.allow_partial && !failed.is_empty()) {
