@@ -25,6 +25,7 @@ use crate::config::RootConfig;
 use crate::discovery::Discovery;
 use crate::error::ApiError;
 use crate::health::unavailable_shards;
+use crate::http_limits::{within_limits, MAX_BODY_BYTES};
 use crate::search::{search, SearchParams, SearchResult};
 
 /// What every handler shares.
@@ -62,11 +63,9 @@ impl RootState {
     }
 }
 
-/// Largest request body: a search's JSON, with room for the longest query a flag allows.
-pub const MAX_BODY_BYTES: usize = 2 << 20;
-
 /// The root's routes.
 pub fn router(state: Arc<RootState>) -> Router {
+    let body_timeout = state.config.body_read_timeout;
     Router::new()
         .route("/v1/search", get(search_get).post(search_post))
         .route(
@@ -81,6 +80,9 @@ pub fn router(state: Arc<RootState>) -> Router {
             ))
         })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            within_limits(body_timeout, request, next)
+        }))
         .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
 }

@@ -57,6 +57,14 @@ pub struct Args {
     /// connections, so that load balancers stop sending first (`5s`; default 0).
     #[arg(long, env = "FANOUT_ROOT_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub shutdown_delay: Duration,
+    /// Close a connection whose client takes longer than this to send a request's head,
+    /// counted from when it connected or was last answered: this is also the idle timeout of
+    /// keep-alive connections.
+    #[arg(long, env = "FANOUT_ROOT_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// Answer 408 to a request whose body takes longer than this to arrive.
+    #[arg(long, env = "FANOUT_ROOT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
     /// Deadline of a search that names none, in milliseconds.
     #[arg(long, env = "FANOUT_ROOT_DEFAULT_TIMEOUT_MS", default_value_t = 2_000)]
     pub default_timeout_ms: u64,
@@ -135,6 +143,8 @@ impl Args {
             max_timeout: Duration::from_millis(self.max_timeout_ms.max(self.default_timeout_ms)),
             probe_interval: Duration::from_millis(self.probe_interval_ms.max(10)),
             shutdown_delay: self.shutdown_delay,
+            header_read_timeout: self.header_read_timeout.max(Duration::from_millis(100)),
+            body_read_timeout: self.body_read_timeout.max(Duration::from_millis(100)),
             stats: if self.stats == "shard" {
                 StatsMode::Shard
             } else {

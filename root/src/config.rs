@@ -37,6 +37,12 @@ pub struct RootConfig {
     /// How long the root keeps serving after it was told to stop, with readiness failing, so
     /// that load balancers stop sending first. Default 0.
     pub shutdown_delay: Duration,
+    /// How long a client may take to send a request's head, counted from when the connection
+    /// opened or the previous response was written: the header-read and keep-alive idle
+    /// timeout. Default 10 s.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body. Default 10 s.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for RootConfig {
@@ -54,6 +60,8 @@ impl Default for RootConfig {
             replica: ReplicaPolicy::default(),
             stats: StatsMode::Global,
             shutdown_delay: Duration::ZERO,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
         }
     }
 }

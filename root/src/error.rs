@@ -14,6 +14,15 @@ pub enum ApiError {
     /// The request body is over the limit.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request target is over the limit.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request's headers are over the limit.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The request body did not arrive in time.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// No such route.
     #[error("{0}")]
     NotFound(String),
@@ -35,6 +44,9 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::Quarantined { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -29,6 +29,7 @@ pub mod discovery;
 pub mod error;
 pub mod health;
 pub mod hedge;
+pub mod http_limits;
 pub mod merge;
 pub mod quarantine;
 pub mod replica;

@@ -8,11 +8,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::api::{router, RootState};
 use crate::health::run_prober;
+use crate::http_limits::{MAX_HEADERS_PARSED, MAX_HEAD_BUFFER_BYTES};
 
 /// How often histogram samples are folded into the metrics' summaries.
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
@@ -53,16 +57,57 @@ pub async fn serve(
             tokio::time::sleep(delay).await;
         }
     };
-    // Nagle's algorithm would hold small responses back for tens of milliseconds.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let header_read_timeout = state.config.header_read_timeout;
+    let result = serve_connections(listener, router(state), header_read_timeout, shutdown).await;
     prober.abort();
     for task in discovery.into_iter().chain(upkeep) {
         task.abort();
     }
     result
+}
+
+/// Accepts HTTP/1.1 connections until `shutdown` resolves, then waits for the open ones to
+/// finish their requests. Each connection is held to a header-read timeout, which axum's own
+/// `serve` cannot set: without it a client that opens connections and sends nothing, or
+/// trickles a head, holds a socket and a task for as long as it likes.
+async fn serve_connections(
+    listener: TcpListener,
+    app: axum::Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .max_buf_size(MAX_HEAD_BUFFER_BYTES)
+        .max_headers(MAX_HEADERS_PARSED);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // the listener itself is fine, so back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Nagle's algorithm would hold small responses back for tens of milliseconds.
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
