@@ -71,10 +71,20 @@ impl ClusterSpec {
 pub struct Process {
     pub name: String,
     pub addr: std::net::SocketAddr,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+    /// When it was started.
+    pub started: std::time::Instant,
     child: Child,
 }
 
 impl Process {
+    /// How the process ended, if it has; asks again each time (the status is kept once it
+    /// is known).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// The OS process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
@@ -100,6 +110,16 @@ impl Process {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// A process of the cluster that exited.
+#[derive(Debug, Clone)]
+pub struct Exited {
+    pub name: String,
+    pub status: std::process::ExitStatus,
+    pub uptime: Duration,
+    /// Its log, whose end usually says why.
+    pub log: PathBuf,
 }
 
 /// A running local cluster. Dropping it kills every process.
@@ -165,6 +185,39 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Starts the root again after it died, on the address it had.
+    pub async fn restart_root(&mut self, spec: &ClusterSpec) -> anyhow::Result<()> {
+        let addr = self.root.as_ref().context("this cluster has no root")?.addr;
+        self.root = Some(self.spawn_root(spec, &addr.to_string()).await?);
+        Ok(())
+    }
+
+    /// Starts the process called `name` again after it died.
+    pub async fn restart(&mut self, spec: &ClusterSpec, name: &str) -> anyhow::Result<()> {
+        if name == "root" {
+            self.restart_root(spec).await
+        } else {
+            self.restart_leaf(spec, name).await
+        }
+    }
+
+    /// Every process that has exited, with how it ended and how long it had run.
+    pub fn exited(&mut self) -> Vec<Exited> {
+        self.root
+            .iter_mut()
+            .chain(self.leaves.iter_mut().flatten())
+            .filter_map(|p| {
+                let status = p.exit_status()?;
+                Some(Exited {
+                    name: p.name.clone(),
+                    status,
+                    uptime: p.started.elapsed(),
+                    log: p.log.clone(),
+                })
+            })
+            .collect()
+    }
+
     /// The process called `name`, to signal or kill.
     pub fn process_mut(&mut self, name: &str) -> Option<&mut Process> {
         self.root
@@ -175,17 +228,21 @@ impl LocalCluster {
 
     /// Starts the root over the leaves and waits until it is ready.
     pub async fn start_root(&mut self, spec: &ClusterSpec) -> anyhow::Result<String> {
-        let mut cmd = Command::new(&spec.program);
-        cmd.arg("root")
-            .args(["--listen", &spec.http_listen])
-            .arg("--topology")
-            .arg(&self.topology_file);
-        cmd.args(&spec.root_args);
-        let root = spawn_server(cmd, "root".into(), &spec.data_dir).await?;
+        let root = self.spawn_root(spec, &spec.http_listen).await?;
         let url = format!("http://{}", root.addr);
         self.root = Some(root);
         wait_ready(&url, Duration::from_secs(30)).await?;
         Ok(url)
+    }
+
+    async fn spawn_root(&self, spec: &ClusterSpec, listen: &str) -> anyhow::Result<Process> {
+        let mut cmd = Command::new(&spec.program);
+        cmd.arg("root")
+            .args(["--listen", listen])
+            .arg("--topology")
+            .arg(&self.topology_file);
+        cmd.args(&spec.root_args);
+        spawn_server(cmd, "root".into(), &spec.data_dir).await
     }
 
     /// Documents visible in the cluster, counted on each shard's first replica.
@@ -328,7 +385,13 @@ async fn spawn_server(mut cmd: Command, name: String, data_dir: &Path) -> anyhow
     };
     // Keep draining stdout so that the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Process { name, addr, child })
+    Ok(Process {
+        name,
+        addr,
+        log: log_path,
+        started: std::time::Instant::now(),
+        child,
+    })
 }
 
 /// Polls `/v1/ready` until it answers 200.

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
 use crate::cluster::{ClusterSpec, LocalCluster};
+use crate::supervise::{supervise, Backoff};
 
 /// Runs a local fanout cluster: leaves and a root as separate processes, filled with a corpus.
 #[derive(Debug, Parser)]
@@ -55,9 +56,13 @@ pub struct UpArgs {
     /// Delete the data directory first and index the corpus again.
     #[arg(long)]
     pub fresh: bool,
+    /// Leave a process that exits down (to look into a crash) instead of restarting it.
+    #[arg(long)]
+    pub no_restart: bool,
 }
 
-/// Starts the cluster, indexes the corpus if the cluster is empty, serves until Ctrl-C.
+/// Starts the cluster, indexes the corpus if the cluster is empty, serves until Ctrl-C, and
+/// restarts any process that exits meanwhile.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     if args.shards == 0 || args.replicas == 0 {
         bail!("--shards and --replicas must be at least 1");
@@ -65,18 +70,25 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     // Listen for Ctrl-C and SIGTERM from the start: a signal during start-up stops the cluster
     // too (dropping the half-started cluster kills its processes).
     let mut shutdown = std::pin::pin!(fanout_leaf::cli::shutdown_signal());
-    let cluster = tokio::select! {
+    let (mut cluster, spec) = tokio::select! {
         started = start(&args) => started?,
         _ = &mut shutdown => return Ok(()),
     };
-    shutdown.await;
+    if args.no_restart {
+        shutdown.await;
+    } else {
+        tokio::select! {
+            () = supervise(&mut cluster, &spec, Backoff::default()) => {}
+            _ = shutdown => {}
+        }
+    }
     eprintln!("stopping");
     cluster.stop().await;
     Ok(())
 }
 
 /// Starts the leaves, indexes the corpus if the cluster is empty, starts the root.
-async fn start(args: &UpArgs) -> anyhow::Result<LocalCluster> {
+async fn start(args: &UpArgs) -> anyhow::Result<(LocalCluster, ClusterSpec)> {
     let corpus = args
         .corpus
         .clone()
@@ -119,7 +131,7 @@ async fn start(args: &UpArgs) -> anyhow::Result<LocalCluster> {
     }
     let url = cluster.start_root(&spec).await?;
     print_banner(&url).await;
-    Ok(cluster)
+    Ok((cluster, spec))
 }
 
 /// Refuses to reuse a data directory laid out for another number of shards: its documents were

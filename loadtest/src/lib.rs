@@ -13,6 +13,7 @@
 //! - [`relevance`]: nDCG@10 and Recall@100 of a cluster on a BEIR collection's judgments.
 //! - [`statsbench`]: query latency with cold, warm and per-shard BM25 statistics.
 //! - [`cluster`]: a local cluster of real leaf and root processes, for demos, tests and faults.
+//! - [`supervise`]: restarting a local cluster's processes as they exit, with backoff.
 //! - [`demo`]: the `fanout-cluster` command: the quick start's one-command cluster.
 //! - [`cli`]: the `fanout-loadtest` command line.
 
@@ -31,5 +32,6 @@ pub mod report;
 pub mod schedule;
 pub mod sim;
 pub mod statsbench;
+pub mod supervise;
 pub mod svg;
 pub mod sweep;

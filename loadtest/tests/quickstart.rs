@@ -1,6 +1,7 @@
 //! End to end, as a user runs it: the real `fanout-cluster` binary starts leaf and root
 //! processes on part of the bundled demo corpus; searches go over HTTP; leaves are killed with
-//! SIGKILL; a restart finds the committed documents again.
+//! SIGKILL and the launcher restarts them; a restart of the launcher finds the committed
+//! documents again.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -134,13 +135,13 @@ impl Drop for Launcher {
     }
 }
 
-/// The pid of the leaf process serving `data_dir/shard-S/replica-R`, found in /proc.
-fn leaf_pid(data_dir: &Path, shard: u32, replica: u32) -> i32 {
+/// The pids of the leaf processes serving `data_dir/shard-S/replica-R`, found in /proc.
+fn leaf_pids(data_dir: &Path, shard: u32, replica: u32) -> Vec<i32> {
     let needle = data_dir
         .join(format!("shard-{shard}"))
         .join(format!("replica-{replica}"));
     let needle = needle.to_str().unwrap();
-    let pids: Vec<i32> = std::fs::read_dir("/proc")
+    std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .filter(|pid: &i32| {
@@ -149,9 +150,31 @@ fn leaf_pid(data_dir: &Path, shard: u32, replica: u32) -> i32 {
                 .split(|&b| b == 0)
                 .any(|arg| arg == needle.as_bytes())
         })
-        .collect();
-    assert_eq!(pids.len(), 1, "expected one leaf process for {needle}");
+        .collect()
+}
+
+/// The pid of the one leaf process serving `data_dir/shard-S/replica-R`.
+fn leaf_pid(data_dir: &Path, shard: u32, replica: u32) -> i32 {
+    let pids = leaf_pids(data_dir, shard, replica);
+    assert_eq!(pids.len(), 1, "expected one leaf process, found {pids:?}");
     pids[0]
+}
+
+/// Waits until a leaf other than `killed` serves `data_dir/shard-S/replica-R`.
+fn wait_for_restart(data_dir: &Path, shard: u32, replica: u32, killed: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let [pid] = leaf_pids(data_dir, shard, replica)[..] {
+            if pid != killed {
+                return pid;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaf-{shard}-{replica} was not restarted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn encode(q: &str) -> String {
@@ -184,8 +207,10 @@ fn the_quick_start_cluster_serves_survives_leaf_kills_and_restarts() {
     assert_eq!(all["total_hits"], DOCS as u64);
 
     // SIGKILL one replica of each shard: every document is still found.
-    kill(Pid::from_raw(leaf_pid(&data_dir, 0, 0)), Signal::SIGKILL).unwrap();
-    kill(Pid::from_raw(leaf_pid(&data_dir, 1, 1)), Signal::SIGKILL).unwrap();
+    let killed = [leaf_pid(&data_dir, 0, 0), leaf_pid(&data_dir, 1, 1)];
+    for pid in killed {
+        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    }
     for _ in 0..5 {
         let (status, body) = cluster.get("/v1/search?q=*&size=0");
         assert_eq!(status, 200);
@@ -193,11 +218,22 @@ fn the_quick_start_cluster_serves_survives_leaf_kills_and_restarts() {
         assert_eq!(body["partial"], false);
     }
 
-    // Then shard 1's last replica: shard 0's documents, shard 1 reported, no hang.
-    kill(Pid::from_raw(leaf_pid(&data_dir, 1, 0)), Signal::SIGKILL).unwrap();
+    // The launcher restarts both, from their data directories.
+    wait_for_restart(&data_dir, 0, 0, killed[0]);
+    wait_for_restart(&data_dir, 1, 1, killed[1]);
+
+    // With every replica of shard 1 stopped, a search answers by its deadline with shard 0's
+    // documents and names shard 1.
+    let stopped = [leaf_pid(&data_dir, 1, 0), leaf_pid(&data_dir, 1, 1)];
+    for pid in stopped {
+        kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+    }
     let started = Instant::now();
-    let (status, body) = cluster.get("/v1/search?q=*&size=0");
+    let (status, body) = cluster.get("/v1/search?q=*&size=0&timeout_ms=500");
     assert!(started.elapsed() < Duration::from_secs(2));
+    for pid in stopped {
+        kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
+    }
     assert_eq!(status, 200);
     assert_eq!(body["partial"], true);
     assert_eq!(body["shards"]["failed"][0]["shard"], 1);
@@ -206,6 +242,21 @@ fn the_quick_start_cluster_serves_survives_leaf_kills_and_restarts() {
         .filter(|d| fanout_proto::shard_for_id(d["id"].as_str().unwrap(), 2) == 0)
         .count();
     assert_eq!(body["total_hits"], on_shard_0 as u64);
+
+    // Whole again: the restarted replicas serve what they held before they were killed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = cluster.get("/v1/search?q=*&size=0");
+        if status == 200 && body["partial"] == false {
+            assert_eq!(body["total_hits"], DOCS as u64, "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cluster did not recover: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let stderr = cluster.stop();
     assert!(
         stderr
@@ -213,6 +264,15 @@ fn the_quick_start_cluster_serves_survives_leaf_kills_and_restarts() {
             .any(|l| l.contains(&format!("indexed {DOCS} documents"))),
         "{stderr:?}"
     );
+    for name in ["leaf-0-0", "leaf-1-1"] {
+        let reported = format!("{name} exited (signal: 9 (SIGKILL))");
+        assert!(
+            stderr.iter().any(|l| l.starts_with(&reported)),
+            "{stderr:?}"
+        );
+        let restarted = format!("{name} restarted");
+        assert!(stderr.iter().any(|l| l == &restarted), "{stderr:?}");
+    }
 
     // A restart finds the committed documents and does not index them again.
     let cluster = launch(&data_dir, &corpus);
