@@ -7,6 +7,7 @@
 //! - [`sweep`]: the search for the highest rate that meets a p99 target.
 //! - [`svg`]: the latency percentile plot of every scenario on one chart.
 //! - [`sim`]: the root's latency at 10 to 1,000 leaves, simulated from a leaf distribution.
+//! - [`fuzz`]: hostile requests for the HTTP API and a leaf's gRPC port, and their judge.
 //! - [`faults`]: pausing (SIGSTOP/SIGCONT) and killing processes on a schedule.
 //! - [`direct`]: the in-process baseline index and the query file reader.
 //! - [`ingest`]: the indexing benchmark, cluster against tantivy alone.
@@ -25,6 +26,7 @@ pub mod demo;
 pub mod direct;
 pub mod faults;
 pub mod floor;
+pub mod fuzz;
 pub mod ingest;
 pub mod load;
 pub mod relevance;
