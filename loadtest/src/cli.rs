@@ -44,6 +44,10 @@ pub enum Command {
     /// The machine's floor: one TCP round trip over loopback between two blocked threads, back
     /// to back and with gaps (as at low load).
     Floor(crate::floor::FloorArgs),
+    /// Send hostile searches to a local cluster for a while (10 minutes by default) and fail
+    /// if a process dies, an answer is one a healthy cluster may not give, or a leaf's memory
+    /// passes a bound.
+    Fuzz(crate::fuzz_run::FuzzArgs),
 }
 
 /// The shape of a local cluster a command starts.
@@ -57,7 +61,7 @@ pub struct ClusterShape {
 
 impl ClusterShape {
     /// A cluster of this shape in `data_dir`, run by the `fanout-cluster` binary beside this one.
-    fn spec(
+    pub(crate) fn spec(
         &self,
         data_dir: &std::path::Path,
         leaf_args: Vec<String>,
@@ -253,6 +257,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Relevance(args) => relevance(args).await,
         Command::StatsBench(args) => stats_bench(args).await,
         Command::Floor(args) => Ok(crate::floor::run(&args)?),
+        Command::Fuzz(args) => crate::fuzz_run::run(args).await,
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`svg`]: the latency percentile plot of every scenario on one chart.
 //! - [`sim`]: the root's latency at 10 to 1,000 leaves, simulated from a leaf distribution.
 //! - [`fuzz`]: hostile requests for the HTTP API and a leaf's gRPC port, and their judge.
+//! - [`fuzz_run`]: the long fuzz run against a cluster of real processes.
 //! - [`faults`]: pausing (SIGSTOP/SIGCONT) and killing processes on a schedule.
 //! - [`direct`]: the in-process baseline index and the query file reader.
 //! - [`ingest`]: the indexing benchmark, cluster against tantivy alone.
@@ -27,6 +28,7 @@ pub mod direct;
 pub mod faults;
 pub mod floor;
 pub mod fuzz;
+pub mod fuzz_run;
 pub mod ingest;
 pub mod load;
 pub mod relevance;
