@@ -65,6 +65,12 @@ pub struct Args {
     /// Answer 408 to a request whose body takes longer than this to arrive.
     #[arg(long, env = "FANOUT_ROOT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub body_read_timeout: Duration,
+    /// Close a connection whose client has not taken any of a response for this long.
+    #[arg(long, env = "FANOUT_ROOT_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+    /// Most HTTP connections served at once; past it new ones wait in the listen backlog.
+    #[arg(long, env = "FANOUT_ROOT_MAX_CONNECTIONS", default_value_t = 1_024)]
+    pub max_connections: usize,
     /// Deadline of a search that names none, in milliseconds.
     #[arg(long, env = "FANOUT_ROOT_DEFAULT_TIMEOUT_MS", default_value_t = 2_000)]
     pub default_timeout_ms: u64,
@@ -145,6 +151,8 @@ impl Args {
             shutdown_delay: self.shutdown_delay,
             header_read_timeout: self.header_read_timeout.max(Duration::from_millis(100)),
             body_read_timeout: self.body_read_timeout.max(Duration::from_millis(100)),
+            write_timeout: self.write_timeout.max(Duration::from_millis(100)),
+            max_connections: self.max_connections.max(1),
             stats: if self.stats == "shard" {
                 StatsMode::Shard
             } else {

@@ -43,6 +43,12 @@ pub struct RootConfig {
     pub header_read_timeout: Duration,
     /// How long a client may take to send a request's body. Default 10 s.
     pub body_read_timeout: Duration,
+    /// How long writing a response may make no progress (a client that does not read) before
+    /// the connection is closed. Default 10 s.
+    pub write_timeout: Duration,
+    /// Most connections served at once; past it the root stops accepting until one closes,
+    /// which bounds the memory clients can hold. Default 1,024.
+    pub max_connections: usize,
 }
 
 impl Default for RootConfig {
@@ -62,6 +68,8 @@ impl Default for RootConfig {
             shutdown_delay: Duration::ZERO,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 1_024,
         }
     }
 }

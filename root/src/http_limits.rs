@@ -3,8 +3,9 @@
 //!
 //! hyper enforces the connection limits (the header-read timeout, [`MAX_HEAD_BUFFER_BYTES`]);
 //! [`within_limits`] enforces the request limits below them, where it can still answer with the
-//! API's JSON error. Only what passes hyper's own ceilings reaches it: a URI over 64 KiB or a
-//! head over [`MAX_HEAD_BUFFER_BYTES`] gets hyper's bare 414 or 431 and the connection closes.
+//! API's JSON error. Only what passes hyper's own ceilings reaches it: a target of 64 KiB or
+//! more, or a head over [`MAX_HEAD_BUFFER_BYTES`], gets hyper's bare 414 or 431 and the
+//! connection closes.
 
 use std::time::Duration;
 
@@ -29,10 +30,12 @@ pub const MAX_HEADERS: usize = 100;
 /// Largest request body: a search's JSON, with room for the longest query a flag allows.
 pub const MAX_BODY_BYTES: usize = 2 << 20;
 
-/// hyper's read buffer, which bounds a request head. Well above [`MAX_URI_BYTES`] and
-/// [`MAX_HEADER_BYTES`] so that heads between the two get a JSON 414 or 431 from
-/// [`within_limits`] rather than hyper's bare one.
-pub const MAX_HEAD_BUFFER_BYTES: usize = 1 << 20;
+/// hyper's read buffer, which bounds a request head and what each connection may hold while
+/// its head arrives. Above [`MAX_URI_BYTES`] plus [`MAX_HEADER_BYTES`], so that a head past
+/// either limit but under this gets a JSON 414 or 431 from [`within_limits`] rather than
+/// hyper's bare one; small enough that `--max-connections` clients trickling heads hold at
+/// most 128 MiB.
+pub const MAX_HEAD_BUFFER_BYTES: usize = 128 << 10;
 
 /// hyper's ceiling on the header count, above [`MAX_HEADERS`] for the same reason.
 pub const MAX_HEADERS_PARSED: usize = 1000;

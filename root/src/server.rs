@@ -13,8 +13,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_io_timeout::TimeoutStream;
 
 use crate::api::{router, RootState};
+use crate::config::RootConfig;
 use crate::health::run_prober;
 use crate::http_limits::{MAX_HEADERS_PARSED, MAX_HEAD_BUFFER_BYTES};
 
@@ -57,8 +60,8 @@ pub async fn serve(
             tokio::time::sleep(delay).await;
         }
     };
-    let header_read_timeout = state.config.header_read_timeout;
-    let result = serve_connections(listener, router(state), header_read_timeout, shutdown).await;
+    let limits = ConnectionLimits::from(&state.config);
+    let result = serve_connections(listener, router(state), limits, shutdown).await;
     prober.abort();
     for task in discovery.into_iter().chain(upkeep) {
         task.abort();
@@ -66,27 +69,56 @@ pub async fn serve(
     result
 }
 
+/// What each connection is held to.
+#[derive(Clone, Copy, Debug)]
+struct ConnectionLimits {
+    header_read_timeout: Duration,
+    write_timeout: Duration,
+    max_connections: usize,
+    /// How long a shutdown waits for open connections: past the longest search, a connection
+    /// still open belongs to a client that is not reading its answer.
+    drain: Duration,
+}
+
+impl From<&RootConfig> for ConnectionLimits {
+    fn from(config: &RootConfig) -> Self {
+        Self {
+            header_read_timeout: config.header_read_timeout,
+            write_timeout: config.write_timeout,
+            max_connections: config.max_connections,
+            drain: config.max_timeout + config.write_timeout,
+        }
+    }
+}
+
 /// Accepts HTTP/1.1 connections until `shutdown` resolves, then waits for the open ones to
-/// finish their requests. Each connection is held to a header-read timeout, which axum's own
-/// `serve` cannot set: without it a client that opens connections and sends nothing, or
-/// trickles a head, holds a socket and a task for as long as it likes.
+/// finish their requests, for at most the drain time. Each connection is held to a header-read
+/// timeout (also its idle timeout), which axum's own `serve` cannot set, and a write timeout:
+/// without them a client that opens connections and sends nothing, trickles a head, or never
+/// reads its answers would hold a socket and a task for as long as it liked.
 async fn serve_connections(
     listener: TcpListener,
     app: axum::Router,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_HEAD_BUFFER_BYTES)
         .max_headers(MAX_HEADERS_PARSED);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+        let accept = async {
+            // Past the limit, stop accepting: new connections wait in the kernel's backlog.
+            let slot = Arc::clone(&slots).acquire_owned().await;
+            (slot, listener.accept().await)
+        };
+        let (slot, tcp) = tokio::select! {
+            (slot, accepted) = accept => match accepted {
+                Ok((tcp, _)) => (slot, tcp),
                 Err(e) => {
                     // Out of file descriptors, or a connection reset before it was accepted:
                     // the listener itself is fine, so back off briefly rather than spin.
@@ -99,15 +131,24 @@ async fn serve_connections(
         };
         // Nagle's algorithm would hold small responses back for tens of milliseconds.
         let _ = tcp.set_nodelay(true);
+        let mut io = TimeoutStream::new(tcp);
+        io.set_write_timeout(Some(limits.write_timeout));
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+        let connection = http.serve_connection(TokioIo::new(Box::pin(io)), service);
+        let connection = graceful.watch(connection);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(drain = ?limits.drain, "connections still open after the drain are dropped");
+    }
     Ok(())
 }

@@ -126,3 +126,47 @@ async fn a_body_that_never_arrives_is_a_408() {
     let body: Value = serde_json::from_str(body).unwrap();
     assert_eq!(body["error"]["status"], 408, "{body}");
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answers_is_cut_off() {
+    let index = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
+    let leaf = LeafHandle::spawn("127.0.0.1:0", LeafService::new(index, "only".to_string()))
+        .await
+        .unwrap();
+    let topology = Topology::from_specs(&[format!("0={}", leaf.addr)]).unwrap();
+    // Only the write timeout is short: the connection must not end by idling.
+    let config = RootConfig {
+        header_read_timeout: Duration::from_secs(120),
+        write_timeout: TIMEOUT,
+        ..RootConfig::default()
+    };
+    let (http, _root) = start_root(&topology, config).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket
+        .connect(http.trim_start_matches("http://").parse().unwrap())
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = tcp.into_split();
+    // Pipelined requests whose 404s echo a 40 KB path: megabytes of answers, none read.
+    let path = format!("/{}", "p".repeat(40_000));
+    tokio::spawn(async move {
+        for _ in 0..200 {
+            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+            if writer.write_all(request.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    tokio::time::sleep(TIMEOUT * 4).await;
+    // The root gave up writing: what it sent before is there, then the end.
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(TIMEOUT * 10, reader.read_to_end(&mut sink)).await;
+    assert!(
+        read.is_ok(),
+        "the connection is still open after {} bytes",
+        sink.len()
+    );
+    assert!(sink.len() < 200 * 40_000, "every answer was written");
+}
