@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 
-use crate::cluster::{default_corpus, ClusterSpec, LocalCluster};
+use crate::cluster::{default_corpus, sibling_binary, ClusterShape, ClusterSpec, LocalCluster};
 use crate::cpu::CpuMeter;
 use crate::direct::{build_direct_index, corpus_name, corpus_or_demo, load_queries};
 use crate::faults::{parse_duration, parse_kill, parse_pause, run_faults, Fault};
@@ -48,30 +48,6 @@ pub enum Command {
     /// if a process dies, an answer is one a healthy cluster may not give, or a leaf's memory
     /// passes a bound.
     Fuzz(crate::fuzz_run::FuzzArgs),
-}
-
-/// The shape of a local cluster a command starts.
-#[derive(Debug, Clone, Copy, Args)]
-pub struct ClusterShape {
-    #[arg(long, default_value_t = 2)]
-    pub shards: u32,
-    #[arg(long, default_value_t = 2)]
-    pub replicas: u32,
-}
-
-impl ClusterShape {
-    /// A cluster of this shape in `data_dir`, run by the `fanout-cluster` binary beside this one.
-    pub(crate) fn spec(
-        &self,
-        data_dir: &std::path::Path,
-        leaf_args: Vec<String>,
-    ) -> anyhow::Result<ClusterSpec> {
-        let program = sibling_binary("fanout-cluster")?;
-        Ok(ClusterSpec {
-            leaf_args,
-            ..ClusterSpec::new(self.shards, self.replicas, data_dir.to_path_buf(), program)
-        })
-    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -629,18 +605,6 @@ fn describe(args: &RunArgs) -> String {
     } else {
         format!("{load}; {}", faults.join(", "))
     }
-}
-
-/// Another binary of this package, built beside this one.
-fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let path = std::env::current_exe()?.with_file_name(name);
-    if !path.exists() {
-        bail!(
-            "{} is missing: build it with `cargo build --release -p fanout-loadtest`",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 fn write_json(

@@ -67,6 +67,42 @@ impl ClusterSpec {
     }
 }
 
+/// The shape of a local cluster a command starts.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ClusterShape {
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+    #[arg(long, default_value_t = 2)]
+    pub replicas: u32,
+}
+
+impl ClusterShape {
+    /// A cluster of this shape in `data_dir`, run by the `fanout-cluster` binary beside this one.
+    pub fn spec(
+        &self,
+        data_dir: &std::path::Path,
+        leaf_args: Vec<String>,
+    ) -> anyhow::Result<ClusterSpec> {
+        let program = sibling_binary("fanout-cluster")?;
+        Ok(ClusterSpec {
+            leaf_args,
+            ..ClusterSpec::new(self.shards, self.replicas, data_dir.to_path_buf(), program)
+        })
+    }
+}
+
+/// Another binary of this package, built beside this one.
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?.with_file_name(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it with `cargo build --release -p fanout-loadtest`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
 /// One running process of the cluster.
 pub struct Process {
     pub name: String,
@@ -170,11 +206,8 @@ impl LocalCluster {
     /// Starts leaf `name` (`leaf-SHARD-REPLICA`) again after it died, on the same address and
     /// data directory, and waits until it listens (its log replayed).
     pub async fn restart_leaf(&mut self, spec: &ClusterSpec, name: &str) -> anyhow::Result<()> {
-        let (shard, replica) = name
-            .strip_prefix("leaf-")
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(s, r)| Some((s.parse::<u32>().ok()?, r.parse::<u32>().ok()?)))
-            .with_context(|| format!("{name} is not a leaf's name"))?;
+        let (shard, replica) =
+            parse_leaf_name(name).with_context(|| format!("{name} is not a leaf's name"))?;
         let slot = self
             .leaves
             .get_mut(shard as usize)
@@ -190,6 +223,12 @@ impl LocalCluster {
         let addr = self.root.as_ref().context("this cluster has no root")?.addr;
         self.root = Some(self.spawn_root(spec, &addr.to_string()).await?);
         Ok(())
+    }
+
+    /// The data directory of the process called `name`, if it is a leaf.
+    pub fn data_dir(&self, spec: &ClusterSpec, name: &str) -> Option<PathBuf> {
+        let (shard, replica) = parse_leaf_name(name)?;
+        Some(leaf_data_dir(spec, shard, replica))
     }
 
     /// Starts the process called `name` again after it died.
@@ -319,6 +358,46 @@ impl LocalCluster {
     }
 }
 
+/// The line a process's log gets before each start, so that a report shows one run's lines.
+pub const RUN_MARKER: &str = "=== fanout-cluster starts";
+
+/// The last `n` lines of the log at `path`, from its latest run (since the last [`RUN_MARKER`]);
+/// none if it cannot be read. Reads at most the last 64 KiB, since a log can be large.
+pub fn log_tail(path: &Path, n: usize) -> Vec<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 << 10)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let latest = text.rfind(RUN_MARKER).map_or(&text[..], |at| &text[at..]);
+    let lines: Vec<&str> = latest
+        .lines()
+        .skip_while(|l| l.starts_with(RUN_MARKER))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+/// `leaf-SHARD-REPLICA` as numbers.
+fn parse_leaf_name(name: &str) -> Option<(u32, u32)> {
+    let (shard, replica) = name.strip_prefix("leaf-")?.split_once('-')?;
+    Some((shard.parse().ok()?, replica.parse().ok()?))
+}
+
+/// Where leaf `shard`/`replica` keeps its data.
+fn leaf_data_dir(spec: &ClusterSpec, shard: u32, replica: u32) -> PathBuf {
+    spec.data_dir
+        .join(format!("shard-{shard}"))
+        .join(format!("replica-{replica}"))
+}
+
 /// Starts one leaf process on `listen`.
 async fn start_leaf(
     spec: &ClusterSpec,
@@ -327,10 +406,7 @@ async fn start_leaf(
     listen: &str,
 ) -> anyhow::Result<Process> {
     let name = format!("leaf-{shard}-{replica}");
-    let data = spec
-        .data_dir
-        .join(format!("shard-{shard}"))
-        .join(format!("replica-{replica}"));
+    let data = leaf_data_dir(spec, shard, replica);
     let mut cmd = Command::new(&spec.program);
     cmd.arg("leaf")
         .args(["--listen", listen, "--shard", &shard.to_string()])
@@ -350,6 +426,8 @@ async fn spawn_server(mut cmd: Command, name: String, data_dir: &Path) -> anyhow
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut log = log;
+    std::io::Write::write_all(&mut log, format!("{RUN_MARKER} {name} ===\n").as_bytes())?;
     cmd.stdout(Stdio::piped())
         .stderr(log)
         .stdin(Stdio::null())
@@ -377,9 +455,9 @@ async fn spawn_server(mut cmd: Command, name: String, data_dir: &Path) -> anyhow
     };
     let Some(addr) = addr else {
         let _ = child.kill().await;
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let log = log_tail(&log_path, 20).join("\n");
         bail!(
-            "{name} did not start; its log ({}) says:\n{log}",
+            "{name} did not start; its log ({}) ends:\n{log}",
             log_path.display()
         );
     };
@@ -408,5 +486,30 @@ pub async fn wait_ready(url: &str, limit: Duration) -> anyhow::Result<()> {
             bail!("the root at {url} was not ready within {limit:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_tail_is_the_last_lines_of_the_latest_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leaf.log");
+        let log = format!("{RUN_MARKER} a ===\nold\n{RUN_MARKER} a ===\none\ntwo\n\nthree\n\n");
+        std::fs::write(&path, log).unwrap();
+        assert_eq!(log_tail(&path, 2), ["two", "three"]);
+        assert_eq!(log_tail(&path, 10), ["one", "two", "three"]);
+        std::fs::write(&path, "no marker\nat all\n").unwrap();
+        assert_eq!(log_tail(&path, 10), ["no marker", "at all"]);
+        assert!(log_tail(&dir.path().join("missing.log"), 3).is_empty());
+    }
+
+    #[test]
+    fn leaf_names_parse_and_others_do_not() {
+        assert_eq!(parse_leaf_name("leaf-3-1"), Some((3, 1)));
+        assert_eq!(parse_leaf_name("root"), None);
+        assert_eq!(parse_leaf_name("leaf-x-1"), None);
     }
 }

@@ -33,7 +33,7 @@ pub struct FuzzArgs {
     #[arg(long)]
     pub corpus: Option<PathBuf>,
     #[command(flatten)]
-    pub shape: crate::cli::ClusterShape,
+    pub shape: crate::cluster::ClusterShape,
     /// Fail if a leaf's resident memory ever passes this many MiB.
     #[arg(long, default_value_t = 1024)]
     pub leaf_rss_bound_mib: u64,

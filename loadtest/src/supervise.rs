@@ -4,12 +4,11 @@
 //! this, driven by the probes.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::cluster::{ClusterSpec, Exited, LocalCluster};
+use crate::cluster::{log_tail, ClusterSpec, Exited, LocalCluster};
 
 /// How often the supervisor looks for exited processes.
 const POLL: Duration = Duration::from_millis(200);
@@ -49,6 +48,8 @@ impl Backoff {
 struct Watch {
     crashes: u32,
     due: Option<Instant>,
+    /// Left down for good (reported once).
+    abandoned: bool,
 }
 
 /// Restarts the cluster's processes as they exit, until the future is dropped.
@@ -59,6 +60,9 @@ pub async fn supervise(cluster: &mut LocalCluster, spec: &ClusterSpec, backoff: 
         tick.tick().await;
         for exited in cluster.exited() {
             let watch = watches.entry(exited.name.clone()).or_default();
+            if watch.abandoned {
+                continue;
+            }
             match watch.due {
                 None => {
                     if exited.uptime >= backoff.stable_after {
@@ -70,6 +74,19 @@ pub async fn supervise(cluster: &mut LocalCluster, spec: &ClusterSpec, backoff: 
                     eprintln!("{}", report(&exited, delay));
                 }
                 Some(due) if Instant::now() >= due => {
+                    if let Some(data) = cluster.data_dir(spec, &exited.name) {
+                        if !data.exists() {
+                            // A replica started on an empty directory would serve empty answers
+                            // as its shard's: leave it down and say so, once.
+                            eprintln!(
+                                "{} is not restarted: its data directory {} is gone; start the cluster with --fresh, or copy a replica's data there",
+                                exited.name,
+                                data.display()
+                            );
+                            watch.abandoned = true;
+                            continue;
+                        }
+                    }
                     match cluster.restart(spec, &exited.name).await {
                         Ok(()) => {
                             watch.due = None;
@@ -111,25 +128,6 @@ fn report(exited: &Exited, delay: Duration) -> String {
     text
 }
 
-/// The last `n` lines of the file at `path`; none if it cannot be read. Reads at most the
-/// last 64 KiB, since a log can be large.
-fn log_tail(path: &Path, n: usize) -> Vec<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return Vec::new();
-    };
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = file.seek(SeekFrom::Start(len.saturating_sub(64 << 10)));
-    let mut bytes = Vec::new();
-    let _ = file.read_to_end(&mut bytes);
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| l.to_string())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,15 +143,5 @@ mod tests {
             [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
         );
         assert_eq!(backoff.delay(u32::MAX), backoff.max);
-    }
-
-    #[test]
-    fn the_log_tail_is_the_last_non_empty_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("leaf.log");
-        std::fs::write(&path, "one\ntwo\n\nthree\nfour\n\n").unwrap();
-        assert_eq!(log_tail(&path, 2), ["three", "four"]);
-        assert_eq!(log_tail(&path, 10), ["one", "two", "three", "four"]);
-        assert!(log_tail(&dir.path().join("missing.log"), 3).is_empty());
     }
 }

@@ -129,11 +129,12 @@ fn hostile_searches_get_client_errors_and_nothing_dies() {
     // Over HTTP, through the root.
     runner(cases, seed)
         .run(&case(), |case| {
-            let (status, body) = rt.block_on(async {
-                let response = case.request(&client, &cluster.http).send().await.unwrap();
+            let answer = rt.block_on(async {
+                let response = case.request(&client, &cluster.http).send().await?;
                 let status = response.status().as_u16();
-                (status, response.bytes().await.unwrap())
+                Ok::<_, reqwest::Error>((status, response.bytes().await?))
             });
+            let (status, body) = answer.map_err(|e| TestCaseError::fail(e.to_string()))?;
             *statuses.lock().unwrap().entry(status).or_default() += 1;
             judge(status, &body).map_err(TestCaseError::fail)
         })
