@@ -16,9 +16,11 @@ use clap::{Parser, Subcommand};
 use fanout_proto::Topology;
 
 use crate::ndjson::{extract_id, Line, LineReader};
+use crate::options::{IndexerOptions, WriteMode};
 use crate::plan::ReshardPlan;
 use crate::progress::Progress;
-use crate::run::{index_inputs, IndexerOptions, Input, RejectLog, Summary, WriteMode};
+use crate::rejects::RejectLog;
+use crate::run::{index_inputs, Input, Summary};
 
 /// Bulk-indexes NDJSON documents (plain or gzip) into a fanout cluster, or deletes them.
 #[derive(Debug, Clone, Parser)]

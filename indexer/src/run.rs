@@ -2,68 +2,19 @@
 //! `fanout.v1` shard function, and feed per-shard writers that run concurrently, one batch in
 //! flight per shard so that a later version of a document never overtakes an earlier one.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fanout_proto::{shard_for_id, ShardId, Topology};
 use tokio::sync::mpsc;
 
-use crate::ndjson::{extract_id, Line, LineError, LineReader};
+use crate::ndjson::{extract_id, Line, LineReader};
+use crate::options::{IndexerOptions, WriteMode};
 use crate::progress::Progress;
+use crate::rejects::{Reject, RejectLog};
 use crate::writer::{Batch, ReplicaFailure, ShardWriter};
-
-/// What a run does with each input line's document.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Add the document, replacing any with the same id.
-    #[default]
-    Upsert,
-    /// Delete the document with the line's id; the rest of the line is ignored.
-    Delete,
-}
-
-/// How a run batches, limits and retries.
-#[derive(Clone, Debug)]
-pub struct IndexerOptions {
-    /// Upsert the documents, or delete them by id.
-    pub mode: WriteMode,
-    /// The documents' id field.
-    pub id_field: String,
-    /// Documents per batch. Default 1,000.
-    pub batch_docs: usize,
-    /// Bytes per batch (a batch may exceed it by one document). Default 4 MiB.
-    pub batch_bytes: usize,
-    /// Longest accepted line; longer lines are rejected without being held in memory.
-    /// Default 10 MiB.
-    pub max_line_bytes: usize,
-    /// Retries of a failed request to a replica before it counts as down. Default 8, which with
-    /// the backoff waits about 16 s for a restarting leaf.
-    pub retries: u32,
-    /// First backoff between retries; doubles each time, up to 5 s. Default 100 ms.
-    pub initial_backoff: Duration,
-    /// Deadline of one request to a replica. Default 60 s.
-    pub request_timeout: Duration,
-    /// How long connecting to a replica may take. Default 2 s.
-    pub connect_timeout: Duration,
-}
-
-impl Default for IndexerOptions {
-    fn default() -> Self {
-        Self {
-            mode: WriteMode::Upsert,
-            id_field: "id".into(),
-            batch_docs: 1_000,
-            batch_bytes: 4 << 20,
-            max_line_bytes: 10 << 20,
-            retries: 8,
-            initial_backoff: Duration::from_millis(100),
-            request_timeout: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(2),
-        }
-    }
-}
 
 /// One input: a name for messages and a byte stream (plain or gzip NDJSON).
 pub struct Input {
@@ -106,82 +57,6 @@ impl Input {
             size: Some(bytes.len() as u64),
             reader: Box::new(io::Cursor::new(bytes)),
         }
-    }
-}
-
-/// A line that was not indexed, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reject {
-    pub source: Arc<str>,
-    pub line: u64,
-    pub reason: LineError,
-}
-
-impl std::fmt::Display for Reject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}", self.source, self.line, self.reason)
-    }
-}
-
-/// Collects rejects from the reader and the shard writers: counts them, keeps the first few for
-/// the summary, and writes every one to an optional rejects file as NDJSON.
-pub struct RejectLog {
-    inner: Mutex<RejectLogInner>,
-}
-
-struct RejectLogInner {
-    count: u64,
-    sample: Vec<Reject>,
-    file: Option<Box<dyn Write + Send>>,
-    file_error: Option<io::Error>,
-}
-
-/// How many rejects a summary keeps.
-pub const REJECT_SAMPLE: usize = 20;
-
-impl RejectLog {
-    /// A log that also writes every reject to `file`, if given.
-    pub fn new(file: Option<Box<dyn Write + Send>>) -> Self {
-        Self {
-            inner: Mutex::new(RejectLogInner {
-                count: 0,
-                sample: Vec::new(),
-                file,
-                file_error: None,
-            }),
-        }
-    }
-
-    /// Records one reject.
-    pub fn record(&self, reject: Reject) {
-        let mut inner = self.inner.lock().expect("reject log poisoned");
-        inner.count += 1;
-        if let Some(file) = inner.file.as_mut() {
-            let line = serde_json::json!({
-                "source": &*reject.source, "line": reject.line, "reason": reject.reason.to_string()
-            });
-            if let Err(e) = writeln!(file, "{line}") {
-                inner.file_error.get_or_insert(e);
-                inner.file = None;
-            }
-        }
-        if inner.sample.len() < REJECT_SAMPLE {
-            inner.sample.push(reject);
-        }
-    }
-
-    fn finish(&self) -> (u64, Vec<Reject>, Option<io::Error>) {
-        let mut inner = self.inner.lock().expect("reject log poisoned");
-        if let Some(file) = inner.file.as_mut() {
-            if let Err(e) = file.flush() {
-                inner.file_error.get_or_insert(e);
-            }
-        }
-        (
-            inner.count,
-            std::mem::take(&mut inner.sample),
-            inner.file_error.take(),
-        )
     }
 }
 

@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use fanout_proto::pb::leaf_client::LeafClient;
 use fanout_proto::pb::{self, CommitRequest, DeleteRequest, IndexRequest};
-use fanout_proto::{ReplicaAddr, ShardId, ShardSpec, MAX_MESSAGE_BYTES};
+use fanout_proto::wire::{is_transient, with_deadline, MAX_MESSAGE_BYTES};
+use fanout_proto::{ReplicaAddr, ShardId, ShardSpec};
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 use crate::ndjson::LineError;
+use crate::options::{IndexerOptions, WriteMode};
 use crate::progress::Progress;
-use crate::run::{IndexerOptions, Reject, RejectLog, WriteMode};
+use crate::rejects::{Reject, RejectLog};
 
 /// Documents bound for one shard, with the input lines they came from.
 #[derive(Debug, Default)]
@@ -187,8 +189,7 @@ impl ShardWriter {
                 let client = replica.client.clone();
                 let result = with_retries(options, &replica.addr, "commit", || {
                     let mut client = client.clone();
-                    let mut request = tonic::Request::new(CommitRequest {});
-                    request.set_timeout(options.request_timeout);
+                    let request = with_deadline(CommitRequest {}, options.request_timeout);
                     async move { client.commit(request).await }
                 })
                 .await;
@@ -240,14 +241,14 @@ impl Request {
     ) -> Result<pb::IndexResponse, tonic::Status> {
         let response = match self {
             Request::Index(request) => {
-                let mut request = tonic::Request::new(request.clone());
-                request.set_timeout(timeout);
-                client.index(request).await?
+                client
+                    .index(with_deadline(request.clone(), timeout))
+                    .await?
             }
             Request::Delete(request) => {
-                let mut request = tonic::Request::new(request.clone());
-                request.set_timeout(timeout);
-                client.delete(request).await?
+                client
+                    .delete(with_deadline(request.clone(), timeout))
+                    .await?
             }
         };
         Ok(response.into_inner())
@@ -273,14 +274,10 @@ where
         match call().await {
             Ok(value) => return Ok(value),
             Err(status) => {
-                let retryable = matches!(
-                    status.code(),
-                    Code::Unavailable
-                        | Code::DeadlineExceeded
-                        | Code::ResourceExhausted
-                        | Code::Aborted
-                        | Code::Unknown
-                );
+                // A write is an upsert or a delete by id, so one that outlived its own
+                // per-request deadline is safe to send again.
+                let retryable =
+                    is_transient(status.code()) || status.code() == Code::DeadlineExceeded;
                 let reason = format!(
                     "{what} on {addr} failed: {} ({:?})",
                     status.message(),

@@ -102,6 +102,9 @@ pub struct ShardIndex {
     schema: Schema,
     index: Index,
     id_field: Field,
+    /// A std mutex on purpose: a panic midway through a write may leave the log and the
+    /// writer disagreeing, and poisoning then refuses every later write (an error, not a
+    /// crash) instead of acknowledging writes on top of that.
     writer: Mutex<Writer>,
     /// What the next commit would publish: changed under the writer lock, read without it, so
     /// that the refresh timer and `Info` never wait on the async runtime for a commit or an

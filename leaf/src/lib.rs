@@ -1,18 +1,20 @@
 //! A fanout leaf serves one replica of one shard: a tantivy index behind the `fanout.v1.Leaf`
 //! gRPC service.
 //!
+//! Each module uses only modules listed before it (checked by `loadtest/tests/layering.rs`):
+//!
 //! - [`schema`]: the schema file and the tantivy schema built from it.
-//! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
-//! - [`query`]: query text to a tantivy query, within the contract's limits.
 //! - [`collect`]: collection that stops when its caller left or its deadline passed.
-//! - [`stats`]: BM25 statistics summed over shards, so that every shard scores as one index.
-//! - [`service`]: the leaf as a plain async API; runs index work off the async runtime.
 //! - [`wal`]: the write-ahead log that makes an acknowledged batch durable before a commit.
-//! - [`refresh`]: when a leaf commits, so that writes become searchable.
+//! - [`stats`]: BM25 statistics summed over shards, so that every shard scores as one index.
 //! - [`seed`]: a new replica stays NOT_SERVING until an import has filled it.
+//! - [`error`]: the one error type, mapped once to gRPC status codes.
+//! - [`query`]: query text to a tantivy query, within the contract's limits.
+//! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
+//! - [`refresh`]: when a leaf commits, so that writes become searchable.
+//! - [`service`]: the leaf as a plain async API; runs index work off the async runtime.
 //! - [`grpc`]: the thin tonic adapter over the service.
 //! - [`server`]: `serve(listener, leaf, shutdown)`, with the gRPC health service.
-//! - [`error`]: the one error type, mapped once to gRPC status codes.
 //! - [`cli`]: the `fanout-leaf` command line.
 
 pub mod cli;

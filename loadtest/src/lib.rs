@@ -1,21 +1,26 @@
 //! fanout's load-test harness and local cluster launcher.
 //!
-//! - [`load`]: the driver: open loop (latency from intended send times) or closed loop, against
-//!   a root or one in-process tantivy index, with scenarios interleaved for A/B runs.
+//! Each module uses only modules listed before it (checked by `tests/layering.rs`):
+//!
 //! - [`schedule`]: open-loop send times (constant or Poisson) and fault pause windows.
+//! - [`cpu`]: CPU time of running processes, from `/proc`.
+//! - [`breakdown`]: where a request's time goes, hop by hop.
 //! - [`report`]: HDR-histogram percentiles, errors by kind, hedges and extra leaf requests.
-//! - [`sweep`]: the search for the highest rate that meets a p99 target.
-//! - [`svg`]: the latency percentile plot of every scenario on one chart.
-//! - [`sim`]: the root's latency at 10 to 1,000 leaves, simulated from a leaf distribution.
-//! - [`fuzz`]: hostile requests for the HTTP API and a leaf's gRPC port, and their judge.
-//! - [`fuzz_run`]: the long fuzz run against a cluster of real processes.
 //! - [`faults`]: pausing (SIGSTOP/SIGCONT) and killing processes on a schedule.
-//! - [`direct`]: the in-process baseline index and the query file reader.
-//! - [`ingest`]: the indexing benchmark, cluster against tantivy alone.
-//! - [`relevance`]: nDCG@10 and Recall@100 of a cluster on a BEIR collection's judgments.
-//! - [`statsbench`]: query latency with cold, warm and per-shard BM25 statistics.
+//! - [`floor`]: the machine's floor: a bare TCP round trip.
 //! - [`cluster`]: a local cluster of real leaf and root processes, for demos, tests and faults.
 //! - [`supervise`]: restarting a local cluster's processes as they exit, with backoff.
+//! - [`direct`]: the in-process baseline index and the query file reader.
+//! - [`ingest`]: the indexing benchmark, cluster against tantivy alone.
+//! - [`load`]: the driver: open loop (latency from intended send times) or closed loop, against
+//!   a root or one in-process tantivy index, with scenarios interleaved for A/B runs.
+//! - [`sweep`]: the search for the highest rate that meets a p99 target.
+//! - [`statsbench`]: query latency with cold, warm and per-shard BM25 statistics.
+//! - [`relevance`]: nDCG@10 and Recall@100 of a cluster on a BEIR collection's judgments.
+//! - [`sim`]: the root's latency at 10 to 1,000 leaves, simulated from a leaf distribution.
+//! - [`svg`]: the latency percentile plot of every scenario on one chart.
+//! - [`fuzz`]: hostile requests for the HTTP API and a leaf's gRPC port, and their judge.
+//! - [`fuzz_run`]: the long fuzz run against a cluster of real processes.
 //! - [`demo`]: the `fanout-cluster` command: the quick start's one-command cluster.
 //! - [`cli`]: the `fanout-loadtest` command line.
 

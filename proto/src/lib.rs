@@ -4,10 +4,13 @@
 //! - [`query`]: the limits every query must keep, and the one safe way to parse it.
 //! - [`ring`]: the shard function: which shard a document id belongs to.
 //! - [`topology`]: the cluster topology file: shards and the addresses of their replicas.
+//! - [`wire`]: what travels with every call: the message size limit, the deadline, and which
+//!   failures are worth another attempt.
 
 pub mod query;
 pub mod ring;
 pub mod topology;
+pub mod wire;
 
 /// Generated code for package `fanout.v1`.
 #[allow(clippy::all, missing_docs)]
@@ -20,7 +23,4 @@ pub use topology::{ReplicaAddr, ShardSpec, Topology, TopologyError};
 
 /// The gRPC service name leaves report to the health service once their index is open.
 pub const LEAF_SERVICE_NAME: &str = "fanout.v1.Leaf";
-
-/// Largest gRPC message any fanout component sends or accepts: an indexing batch of big
-/// documents, or a search answer's hits with their stored fields.
-pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+pub use wire::MAX_MESSAGE_BYTES;

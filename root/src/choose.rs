@@ -1,6 +1,36 @@
-//! Replica choice: power of two choices (Mitzenmacher; Finagle's and linkerd's balancers).
-//! Pick two candidates at random and take the one with the lower load score. Nearly as good as
-//! always taking the least loaded, without herding every root onto the same replica.
+//! Replica choice, all of it: which replicas are eligible, their load score, and power of two
+//! choices (Mitzenmacher; Finagle's and linkerd's balancers) among them. Pick two candidates
+//! at random and take the one with the lower load score. Nearly as good as always taking the
+//! least loaded, without herding every root onto the same replica.
+
+use std::sync::Arc;
+
+use crate::cluster::Replica;
+use crate::replica::{ReplicaPolicy, ReplicaState};
+
+/// Chooses a replica of `replicas` not yet tried for this request: power of two choices over the
+/// ones not ejected, or, if all untried ones are ejected, over those (their ejection may be
+/// stale).
+pub fn choose(replicas: &[Arc<Replica>], tried: &[bool], policy: &ReplicaPolicy) -> Option<usize> {
+    let loads = |want_available: bool| -> Vec<Option<f64>> {
+        replicas
+            .iter()
+            .zip(tried)
+            .map(|(r, &t)| {
+                (!t && r.state.is_available() == want_available)
+                    .then(|| load_score(&r.state, policy))
+            })
+            .collect()
+    };
+    power_of_two_choices(&loads(true), |n| fastrand::usize(..n))
+        .or_else(|| power_of_two_choices(&loads(false), |n| fastrand::usize(..n)))
+}
+
+/// The load score power of two choices compares: latency times queue length (+1, so an idle
+/// replica's latency still counts). Lower is better.
+pub fn load_score(state: &ReplicaState, policy: &ReplicaPolicy) -> f64 {
+    (state.latency_us(policy) + 1.0) * f64::from(state.outstanding() + 1)
+}
 
 /// Chooses among the candidates (`Some(load)`; `None` is not eligible) by power of two choices.
 /// `random(n)` must return a uniform index in `0..n`. Returns `None` if nothing is eligible.
@@ -29,6 +59,62 @@ pub fn power_of_two_choices(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::LeafClient;
+    use crate::cluster::ReplicaSet;
+    use crate::config::RootConfig;
+    use crate::testing::FakeLeaf;
+
+    fn set(n: usize) -> ReplicaSet {
+        let replicas = (0..n)
+            .map(|i| {
+                (
+                    format!("r{i}"),
+                    Arc::new(FakeLeaf::ok(1)) as Arc<dyn LeafClient>,
+                )
+            })
+            .collect();
+        ReplicaSet::new(0, replicas, &RootConfig::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_chooses_a_tried_replica_and_prefers_available_ones() {
+        let set = set(3);
+        let replicas = set.replicas();
+        let policy = ReplicaPolicy::default();
+        for _ in 0..50 {
+            assert_eq!(choose(&replicas, &[true, false, true], &policy), Some(1));
+        }
+        assert_eq!(choose(&replicas, &[true, true, true], &policy), None);
+        replicas[0].state.record_failure(&policy);
+        replicas[0].state.record_failure(&policy);
+        assert!(!replicas[0].state.is_available());
+        for _ in 0..50 {
+            assert_ne!(
+                choose(&replicas, &[false, false, false], &policy),
+                Some(0),
+                "ejected replicas go last"
+            );
+        }
+        assert_eq!(
+            choose(&replicas, &[false, true, true], &policy),
+            Some(0),
+            "but are still a last resort"
+        );
+        assert!(set.has_reachable_replica());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spreads_load_toward_the_less_busy_replica() {
+        let set = set(2);
+        let replicas = set.replicas();
+        let policy = ReplicaPolicy::default();
+        for _ in 0..5 {
+            replicas[0].state.start();
+        }
+        for _ in 0..20 {
+            assert_eq!(choose(&replicas, &[false, false], &policy), Some(1));
+        }
+    }
 
     #[test]
     fn nothing_eligible_gives_nothing_and_one_gives_that_one() {
@@ -68,5 +154,18 @@ mod tests {
         );
         assert_eq!(seen[2], 0, "ineligible");
         assert!(seen[1] > seen[3], "{seen:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn load_grows_with_requests_in_flight() {
+        let policy = ReplicaPolicy::default();
+        let r = ReplicaState::new(&policy);
+        r.start();
+        r.finish(std::time::Duration::from_millis(1), &policy);
+        let idle = load_score(&r, &policy);
+        r.start();
+        r.start();
+        assert_eq!(r.outstanding(), 2);
+        assert!((load_score(&r, &policy) / idle - 3.0).abs() < 1e-6);
     }
 }

@@ -11,10 +11,10 @@ use fanout_proto::Topology;
 use crate::api::RootState;
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
+use crate::config::StatsMode;
 use crate::discovery::{shard_names, Discovery, SystemResolver};
 use crate::hedge::HedgePolicy;
 use crate::replica::ReplicaPolicy;
-use crate::stats::StatsMode;
 
 /// Serves the fanout HTTP search API over a cluster of leaves.
 #[derive(Debug, Clone, Parser)]

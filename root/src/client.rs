@@ -11,7 +11,7 @@ use fanout_proto::ReplicaAddr;
 use futures::future::BoxFuture;
 use tonic::transport::{Channel, Endpoint};
 
-use fanout_proto::MAX_MESSAGE_BYTES;
+use fanout_proto::wire::{is_transient, with_deadline, MAX_MESSAGE_BYTES};
 
 /// Why one attempt at one shard failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -58,13 +58,11 @@ impl ShardError {
         match status.code() {
             Code::DeadlineExceeded | Code::Cancelled => ShardError::Timeout,
             Code::InvalidArgument => ShardError::InvalidArgument(message),
-            Code::Unavailable | Code::Unknown | Code::ResourceExhausted | Code::Aborted => {
-                ShardError::Unavailable(if message.is_empty() {
-                    status.code().to_string()
-                } else {
-                    message
-                })
-            }
+            code if is_transient(code) => ShardError::Unavailable(if message.is_empty() {
+                code.to_string()
+            } else {
+                message
+            }),
             _ => ShardError::Leaf(message),
         }
     }
@@ -155,13 +153,6 @@ impl GrpcLeafClient {
             health: tonic_health::pb::health_client::HealthClient::new(channel),
         })
     }
-}
-
-/// A request carrying its deadline as grpc-timeout, so the leaf knows how long the root waits.
-fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(timeout);
-    request
 }
 
 /// Awaits a unary call for at most `timeout`, mapping its failure to a [`ShardError`].

@@ -5,20 +5,21 @@
 //! replicas). A request works on a snapshot of the membership taken when it starts, so a change
 //! never shifts the replicas under it; replicas that stay keep what the root learnt of them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use fanout_proto::{ReplicaAddr, ShardId, Topology};
 
-use crate::choose::power_of_two_choices;
 use crate::client::{GrpcLeafClient, LeafClient};
 use crate::config::RootConfig;
 use crate::hedge::{HedgeBudget, HedgePolicy, LatencyWindow};
+use crate::metrics::ShardMetrics;
 use crate::quarantine::{KnownGood, Quarantine};
 use crate::replica::{FailureEffect, ReplicaPolicy, ReplicaState};
-use crate::scatter::ShardMetrics;
-use crate::stats::StatsCache;
+use crate::stats_cache::StatsCache;
 
 /// One replica of a shard.
 pub struct Replica {
@@ -115,7 +116,7 @@ impl ReplicaSet {
         members: &[M],
         mut connect: impl FnMut(&M) -> Option<Arc<dyn LeafClient>>,
     ) -> MembershipChange {
-        let _guard = self.updating.lock().expect("membership lock");
+        let _guard = self.updating.lock();
         let current = self.replicas.load_full();
         let mut change = MembershipChange::default();
         let mut next = Vec::with_capacity(members.len());
@@ -145,38 +146,18 @@ impl ReplicaSet {
 
     /// Records the latency of an answered request.
     pub fn record_latency(&self, latency: Duration, policy: &HedgePolicy) {
-        self.window
-            .lock()
-            .expect("window lock")
-            .record(latency, policy);
+        self.window.lock().record(latency, policy);
     }
 
     /// How long a request may be outstanding before it is hedged.
     pub fn hedge_delay(&self) -> Duration {
-        self.window.lock().expect("window lock").delay()
+        self.window.lock().delay()
     }
 
     /// Whether at least one replica answered its last request or probe.
     pub fn has_reachable_replica(&self) -> bool {
         self.replicas.load().iter().any(|r| !r.state.is_failing())
     }
-}
-
-/// Chooses a replica of `replicas` not yet tried for this request: power of two choices over the
-/// ones not ejected, or, if all untried ones are ejected, over those (their ejection may be
-/// stale).
-pub fn choose(replicas: &[Arc<Replica>], tried: &[bool], policy: &ReplicaPolicy) -> Option<usize> {
-    let loads = |want_available: bool| -> Vec<Option<f64>> {
-        replicas
-            .iter()
-            .zip(tried)
-            .map(|(r, &t)| {
-                (!t && r.state.is_available() == want_available).then(|| r.state.load(policy))
-            })
-            .collect()
-    };
-    power_of_two_choices(&loads(true), |n| fastrand::usize(..n))
-        .or_else(|| power_of_two_choices(&loads(false), |n| fastrand::usize(..n)))
 }
 
 /// Every shard's replica set, indexed by shard id.
@@ -285,46 +266,6 @@ mod tests {
             })
             .collect();
         ReplicaSet::new(0, replicas, &RootConfig::default())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn never_chooses_a_tried_replica_and_prefers_available_ones() {
-        let set = set(3);
-        let replicas = set.replicas();
-        let policy = ReplicaPolicy::default();
-        for _ in 0..50 {
-            assert_eq!(choose(&replicas, &[true, false, true], &policy), Some(1));
-        }
-        assert_eq!(choose(&replicas, &[true, true, true], &policy), None);
-        replicas[0].state.record_failure(&policy);
-        replicas[0].state.record_failure(&policy);
-        assert!(!replicas[0].state.is_available());
-        for _ in 0..50 {
-            assert_ne!(
-                choose(&replicas, &[false, false, false], &policy),
-                Some(0),
-                "ejected replicas go last"
-            );
-        }
-        assert_eq!(
-            choose(&replicas, &[false, true, true], &policy),
-            Some(0),
-            "but are still a last resort"
-        );
-        assert!(set.has_reachable_replica());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn spreads_load_toward_the_less_busy_replica() {
-        let set = set(2);
-        let replicas = set.replicas();
-        let policy = ReplicaPolicy::default();
-        for _ in 0..5 {
-            replicas[0].state.start();
-        }
-        for _ in 0..20 {
-            assert_eq!(choose(&replicas, &[false, false], &policy), Some(1));
-        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use fanout_proto::query::QueryLimits;
+use serde::{Deserialize, Serialize};
 
 use crate::hedge::HedgePolicy;
 use crate::replica::ReplicaPolicy;
-use crate::stats::StatsMode;
 
 /// How a root serves searches.
 #[derive(Clone, Debug)]
@@ -72,4 +72,14 @@ impl Default for RootConfig {
             max_connections: 1_024,
         }
     }
+}
+
+/// Which statistics a search scored with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsMode {
+    /// The cluster's, summed over shards: the scores of one index holding every document.
+    Global,
+    /// Each shard's own (cheaper when cold, but a document's score depends on its shard).
+    Shard,
 }

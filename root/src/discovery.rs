@@ -38,30 +38,26 @@ impl Resolver for SystemResolver {
 /// A resolver that answers from a table its owner changes at will: how tests play DNS.
 #[derive(Default)]
 pub struct StaticResolver {
-    answers: std::sync::Mutex<std::collections::HashMap<String, Result<Vec<SocketAddr>, String>>>,
+    answers: parking_lot::Mutex<std::collections::HashMap<String, Result<Vec<SocketAddr>, String>>>,
 }
 
 impl StaticResolver {
     /// From now on `host` resolves to `addrs` (whatever port is asked for).
     pub fn set(&self, host: &str, addrs: Vec<SocketAddr>) {
-        self.answers
-            .lock()
-            .expect("resolver table")
-            .insert(host.to_string(), Ok(addrs));
+        self.answers.lock().insert(host.to_string(), Ok(addrs));
     }
 
     /// From now on looking up `host` fails.
     pub fn fail(&self, host: &str) {
         self.answers
             .lock()
-            .expect("resolver table")
             .insert(host.to_string(), Err(format!("{host}: lookup failed")));
     }
 }
 
 impl Resolver for StaticResolver {
     fn resolve(&self, host: &str, _port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
-        let answer = match self.answers.lock().expect("resolver table").get(host) {
+        let answer = match self.answers.lock().get(host) {
             Some(Ok(addrs)) => Ok(addrs.clone()),
             Some(Err(e)) => Err(io::Error::other(e.clone())),
             None => Err(io::Error::new(

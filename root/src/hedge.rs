@@ -8,7 +8,7 @@
 //! never multiplies load when the whole cluster is slow (Finagle's retry budget, gRPC A6's
 //! throttling).
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 /// How a root hedges.
@@ -126,13 +126,13 @@ impl HedgeBudget {
 
     /// Credits one primary request.
     pub fn deposit(&self) {
-        let mut balance = self.balance.lock().expect("budget lock");
+        let mut balance = self.balance.lock();
         *balance = (*balance + self.ratio).min(self.burst);
     }
 
     /// Takes a token for a hedge, if there is one.
     pub fn try_withdraw(&self) -> bool {
-        let mut balance = self.balance.lock().expect("budget lock");
+        let mut balance = self.balance.lock();
         if *balance >= 1.0 {
             *balance -= 1.0;
             true

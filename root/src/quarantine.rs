@@ -14,9 +14,9 @@
 //!   shard per try. Each new strike doubles the quarantine, up to a cap, so an honest query
 //!   caught by a coincidental crash is back soon while a real poison stays out.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
 use std::time::Duration;
 
 use fanout_proto::ShardId;
@@ -90,7 +90,7 @@ impl Quarantine {
         if self.micros_since_epoch(now) >= self.latest_end_us.load(Ordering::Acquire) {
             return Ok(());
         }
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.read();
         match entries.get(&fingerprint) {
             Some(entry) if entry.until > now => {
                 self.refused.increment(1);
@@ -104,7 +104,7 @@ impl Quarantine {
     /// quarantined before, and says so in the log. Returns how long.
     pub fn add(&self, fingerprint: u64) -> Duration {
         let now = Instant::now();
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.write();
         if entries.len() >= self.policy.capacity && !entries.contains_key(&fingerprint) {
             entries.retain(|_, e| e.until > now);
             if entries.len() >= self.policy.capacity {
@@ -134,7 +134,7 @@ impl Quarantine {
 
     /// Queries remembered now (expired ones included until they are swept).
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.entries.read().len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -11,8 +11,8 @@
 //! is eligible again; one success re-admits it fully, one more failure ejects it again for
 //! longer. All times come from `tokio::time`, so tests can drive them with a paused clock.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -103,7 +103,7 @@ impl ReplicaState {
     pub fn finish(&self, latency: Duration, policy: &ReplicaPolicy) {
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
         let now = Instant::now();
-        let mut ewma = self.ewma.lock().expect("ewma lock");
+        let mut ewma = self.ewma.lock();
         let rtt = latency.as_secs_f64() * 1e6;
         let w = weight(now.saturating_duration_since(ewma.stamp), policy.decay);
         // Peak-sensitive: a slower answer replaces the estimate as it stands now; a faster one
@@ -119,7 +119,7 @@ impl ReplicaState {
 
     /// The latency estimate now, in microseconds.
     pub fn latency_us(&self, policy: &ReplicaPolicy) -> f64 {
-        let ewma = self.ewma.lock().expect("ewma lock");
+        let ewma = self.ewma.lock();
         ewma.cost_us
             * weight(
                 Instant::now().saturating_duration_since(ewma.stamp),
@@ -127,15 +127,9 @@ impl ReplicaState {
             )
     }
 
-    /// The load score power-of-two-choices compares: latency times queue length (+1, so an idle
-    /// replica's latency still counts). Lower is better.
-    pub fn load(&self, policy: &ReplicaPolicy) -> f64 {
-        (self.latency_us(policy) + 1.0) * f64::from(self.outstanding() + 1)
-    }
-
     /// Whether the replica may be chosen now (not inside an ejection).
     pub fn is_available(&self) -> bool {
-        let health = self.health.lock().expect("health lock");
+        let health = self.health.lock();
         health
             .ejected_until
             .is_none_or(|until| Instant::now() >= until)
@@ -143,12 +137,12 @@ impl ReplicaState {
 
     /// Whether the replica is ejected or has failed since its last success.
     pub fn is_failing(&self) -> bool {
-        self.health.lock().expect("health lock").failures > 0
+        self.health.lock().failures > 0
     }
 
     /// Records a success: the replica is fully re-admitted.
     pub fn record_success(&self, policy: &ReplicaPolicy) {
-        let mut health = self.health.lock().expect("health lock");
+        let mut health = self.health.lock();
         health.failures = 0;
         health.ejected_until = None;
         health.backoff = policy.base_backoff;
@@ -157,7 +151,7 @@ impl ReplicaState {
     /// Records a failure; ejects the replica once failures in a row reach the threshold.
     pub fn record_failure(&self, policy: &ReplicaPolicy) -> FailureEffect {
         let now = Instant::now();
-        let mut health = self.health.lock().expect("health lock");
+        let mut health = self.health.lock();
         health.failures += 1;
         let ejected = health.ejected_until.is_some_and(|until| now < until);
         if ejected || health.failures < policy.consecutive_failures.max(1) {
@@ -224,19 +218,6 @@ mod tests {
             "{}",
             r.latency_us(&policy)
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn load_grows_with_requests_in_flight() {
-        let policy = ReplicaPolicy::default();
-        let r = ReplicaState::new(&policy);
-        r.start();
-        r.finish(ms(1), &policy);
-        let idle = r.load(&policy);
-        r.start();
-        r.start();
-        assert_eq!(r.outstanding(), 2);
-        assert!((r.load(&policy) / idle - 3.0).abs() < 1e-6);
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,60 +22,12 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use crate::choose::choose;
 use crate::client::ShardError;
-use crate::cluster::{choose, Cluster, Replica, ReplicaSet};
+use crate::cluster::{Cluster, Replica, ReplicaSet};
 use crate::config::RootConfig;
+use crate::metrics::AttemptKind;
 use crate::replica::{ReplicaPolicy, ReplicaState};
-
-/// A shard's metric handles, registered once when the cluster is built (after the recorder is
-/// installed), so that the query path neither formats labels nor looks up the registry.
-pub struct ShardMetrics {
-    /// Leaf requests sent, by [`AttemptKind`].
-    requests: [metrics::Counter; 3],
-    retries: metrics::Counter,
-    hedges_sent: metrics::Counter,
-    hedges_won: metrics::Counter,
-    hedges_skipped_budget: metrics::Counter,
-    latency: metrics::Histogram,
-}
-
-impl ShardMetrics {
-    /// The handles of shard `shard`.
-    pub fn new(shard: ShardId) -> Self {
-        let label = shard.to_string();
-        let requests = [AttemptKind::Primary, AttemptKind::Hedge, AttemptKind::Retry].map(|kind| {
-            metrics::counter!("fanout_root_leaf_requests_total", "shard" => label.clone(), "kind" => kind.as_str())
-        });
-        let hedges = |outcome: &'static str| metrics::counter!("fanout_root_hedges_total", "shard" => label.clone(), "outcome" => outcome);
-        Self {
-            requests,
-            retries: metrics::counter!("fanout_root_retries_total", "shard" => label.clone()),
-            hedges_sent: hedges("sent"),
-            hedges_won: hedges("won"),
-            hedges_skipped_budget: hedges("skipped_budget"),
-            latency: metrics::histogram!("fanout_root_shard_seconds", "shard" => label.clone()),
-        }
-    }
-}
-
-/// Why an attempt was sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AttemptKind {
-    Primary,
-    Hedge,
-    Retry,
-}
-
-impl AttemptKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            AttemptKind::Primary => "primary",
-            AttemptKind::Hedge => "hedge",
-            AttemptKind::Retry => "retry",
-        }
-    }
-}
 
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

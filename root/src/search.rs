@@ -10,11 +10,13 @@ use tokio::time::Instant;
 use crate::client::ShardError;
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
+use crate::config::StatsMode;
 use crate::error::ApiError;
 use crate::merge::{merge_top_k, ShardHit};
+use crate::metrics::AttemptKind;
 use crate::quarantine;
-use crate::scatter::{scatter, AttemptKind, AttemptOutcome, AttemptReport, ScatterOptions};
-use crate::stats::{cluster_stats, StatsMode, StatsSource};
+use crate::scatter::{scatter, AttemptOutcome, AttemptReport, ScatterOptions};
+use crate::stats::{cluster_stats, StatsSource};
 
 /// A search as the HTTP API takes it, from the query string or a JSON body.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -2,7 +2,9 @@
 //! count how their requests ended.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use fanout_proto::pb;
@@ -44,7 +46,7 @@ impl FakeLeaf {
     }
 
     pub fn set(&self, behaviour: Behaviour) {
-        *self.behaviour.lock().unwrap() = behaviour;
+        *self.behaviour.lock() = behaviour;
     }
 
     pub fn calls(&self) -> u32 {
@@ -77,7 +79,7 @@ impl LeafClient for Arc<FakeLeaf> {
         _: Duration,
     ) -> BoxFuture<'static, Result<pb::SearchResponse, ShardError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        let behaviour = self.behaviour.lock().unwrap().clone();
+        let behaviour = self.behaviour.lock().clone();
         let this = Arc::clone(self);
         let guard = CancelGuard {
             cancelled: Arc::clone(&self.cancelled),
@@ -108,7 +110,7 @@ impl LeafClient for Arc<FakeLeaf> {
         _: pb::StatsRequest,
         _: Duration,
     ) -> BoxFuture<'static, Result<pb::StatsResponse, ShardError>> {
-        let behaviour = self.behaviour.lock().unwrap().clone();
+        let behaviour = self.behaviour.lock().clone();
         Box::pin(async move {
             match behaviour {
                 Behaviour::Answer(delay) => {
@@ -122,7 +124,7 @@ impl LeafClient for Arc<FakeLeaf> {
     }
 
     fn check_health(&self, _: Duration) -> BoxFuture<'static, bool> {
-        let healthy = matches!(*self.behaviour.lock().unwrap(), Behaviour::Answer(_));
+        let healthy = matches!(*self.behaviour.lock(), Behaviour::Answer(_));
         Box::pin(async move { healthy })
     }
 }
