@@ -187,6 +187,97 @@ impl<'a> Attempts<'a> {
             .filter(|&slot| self.reports[slot].outcome == AttemptOutcome::Cancelled)
             .collect()
     }
+
+    /// Takes in the answer of attempt `slot`: the shard is answered.
+    fn answered(
+        &mut self,
+        slot: usize,
+        response: pb::SearchResponse,
+        elapsed: Duration,
+        config: &RootConfig,
+    ) -> (String, pb::SearchResponse) {
+        let replica = self.replica(slot);
+        replica.state.record_success(self.policy);
+        self.set.record_latency(elapsed, &config.hedge);
+        let report = &mut self.reports[slot];
+        report.elapsed_us = elapsed.as_micros() as u64;
+        report.outcome = AttemptOutcome::Won;
+        report.leaf_took_us = (response.took_us > 0).then_some(response.took_us);
+        (replica.name.clone(), response)
+    }
+
+    /// Takes in the failure of attempt `slot`, and retries on another replica if the failure
+    /// allows it and the deadline has not passed. Returns the failure if the shard has nothing
+    /// left in flight, or must not be retried.
+    fn failed(
+        &mut self,
+        slot: usize,
+        error: ShardError,
+        elapsed: Duration,
+        proven: bool,
+    ) -> Option<ShardError> {
+        let replica = self.replica(slot);
+        let report = &mut self.reports[slot];
+        report.elapsed_us = elapsed.as_micros() as u64;
+        report.outcome = AttemptOutcome::Failed(error.to_string());
+        // Once per failure, and never for a bad request: every replica would refuse it, and
+        // none is at fault.
+        match error {
+            ShardError::InvalidArgument(_) => {}
+            ShardError::ConnectionLost(_) => {
+                replica.record_failure(self.policy, "connection broke mid-request")
+            }
+            _ => replica.record_failure(self.policy, "request failed"),
+        }
+        if !error.is_retryable(proven) {
+            return Some(error);
+        }
+        if Instant::now() < self.deadline && self.launch(AttemptKind::Retry) {
+            self.set.metrics.retries.increment(1);
+        }
+        self.in_flight.is_empty().then_some(error)
+    }
+
+    /// The hedge delay passed with no answer: hedge to an untried replica if the budget
+    /// allows.
+    fn hedge(&mut self) {
+        if !self.tried.iter().any(|t| !t) {
+            return;
+        }
+        if self.set.budget.try_withdraw() {
+            self.launch(AttemptKind::Hedge);
+            self.set.metrics.hedges_sent.increment(1);
+        } else {
+            self.set.metrics.hedges_skipped_budget.increment(1);
+        }
+    }
+
+    /// Cancels what is still in flight (at the deadline, that counts against its replica),
+    /// records the shard's metrics, and returns the reports.
+    fn finish(mut self, timed_out: bool, started: Instant) -> Vec<AttemptReport> {
+        let now = Instant::now();
+        for slot in self.unfinished() {
+            self.reports[slot].elapsed_us =
+                now.duration_since(self.sent[slot].1).as_micros() as u64;
+            if timed_out {
+                self.replica(slot)
+                    .record_failure(self.policy, "no answer by the deadline");
+            }
+        }
+        drop(self.in_flight);
+        if self
+            .reports
+            .iter()
+            .any(|r| r.outcome == AttemptOutcome::Won && r.kind == AttemptKind::Hedge)
+        {
+            self.set.metrics.hedges_won.increment(1);
+        }
+        self.set
+            .metrics
+            .latency
+            .record(started.elapsed().as_secs_f64());
+        self.reports
+    }
 }
 
 /// Searches one shard with replica choice, hedging, retries and the deadline.
@@ -197,7 +288,6 @@ pub async fn search_shard(
     deadline: Instant,
     options: ScatterOptions<'_>,
 ) -> ShardOutcome {
-    let policy = &config.replica;
     let proven = options
         .proven
         .get(set.shard as usize)
@@ -210,7 +300,7 @@ pub async fn search_shard(
         set,
         tried: vec![false; replicas.len()],
         replicas: &replicas,
-        policy,
+        policy: &config.replica,
         request,
         deadline,
         reports: Vec::new(),
@@ -227,10 +317,9 @@ pub async fn search_shard(
             attempts: Vec::new(),
         };
     }
-    let hedging = options.hedge && config.hedge.enabled && attempts.replicas.len() > 1;
+    let hedging = options.hedge && config.hedge.enabled && replicas.len() > 1;
     let mut hedge_at = hedging.then(|| (started + set.hedge_delay()).min(deadline));
     let mut timed_out = false;
-
     let result = loop {
         let hedge_timer = async {
             match hedge_at {
@@ -240,50 +329,17 @@ pub async fn search_shard(
         };
         tokio::select! {
             biased;
-            Some((slot, result, elapsed)) = attempts.in_flight.next() => {
-                let replica = attempts.replica(slot);
-                attempts.reports[slot].elapsed_us = elapsed.as_micros() as u64;
-                match result {
-                    Ok(response) => {
-                        replica.state.record_success(policy);
-                        set.record_latency(elapsed, &config.hedge);
-                        attempts.reports[slot].outcome = AttemptOutcome::Won;
-                        attempts.reports[slot].leaf_took_us =
-                            (response.took_us > 0).then_some(response.took_us);
-                        break Ok((replica.name.clone(), response));
-                    }
-                    Err(e) => {
-                        attempts.reports[slot].outcome = AttemptOutcome::Failed(e.to_string());
-                        // Once per failure, and never for a bad request: every replica would
-                        // refuse it, and none is at fault.
-                        match e {
-                            ShardError::InvalidArgument(_) => {}
-                            ShardError::ConnectionLost(_) => {
-                                replica.record_failure(policy, "connection broke mid-request")
-                            }
-                            _ => replica.record_failure(policy, "request failed"),
-                        }
-                        if !e.is_retryable(proven) {
-                            break Err(e);
-                        }
-                        if Instant::now() < deadline && attempts.launch(AttemptKind::Retry) {
-                            set.metrics.retries.increment(1);
-                        }
-                        if attempts.in_flight.is_empty() {
-                            break Err(e);
-                        }
+            Some((slot, result, elapsed)) = attempts.in_flight.next() => match result {
+                Ok(response) => break Ok(attempts.answered(slot, response, elapsed, config)),
+                Err(e) => {
+                    if let Some(e) = attempts.failed(slot, e, elapsed, proven) {
+                        break Err(e);
                     }
                 }
-            }
+            },
             _ = hedge_timer => {
                 hedge_at = None;
-                let untried = attempts.tried.iter().any(|t| !t);
-                if untried && set.budget.try_withdraw() {
-                    attempts.launch(AttemptKind::Hedge);
-                    set.metrics.hedges_sent.increment(1);
-                } else if untried {
-                    set.metrics.hedges_skipped_budget.increment(1);
-                }
+                attempts.hedge();
             }
             _ = tokio::time::sleep_until(deadline) => {
                 timed_out = true;
@@ -291,30 +347,10 @@ pub async fn search_shard(
             }
         }
     };
-    // What is still in flight is cancelled now; at the deadline, that counts against its replica.
-    let now = Instant::now();
-    for slot in attempts.unfinished() {
-        attempts.reports[slot].elapsed_us =
-            now.duration_since(attempts.sent[slot].1).as_micros() as u64;
-        if timed_out {
-            attempts
-                .replica(slot)
-                .record_failure(policy, "no answer by the deadline");
-        }
-    }
-    drop(attempts.in_flight);
-    if attempts
-        .reports
-        .iter()
-        .any(|r| r.outcome == AttemptOutcome::Won && r.kind == AttemptKind::Hedge)
-    {
-        set.metrics.hedges_won.increment(1);
-    }
-    set.metrics.latency.record(started.elapsed().as_secs_f64());
     ShardOutcome {
         shard: set.shard,
         result,
-        attempts: attempts.reports,
+        attempts: attempts.finish(timed_out, started),
     }
 }
 

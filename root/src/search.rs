@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::merge::{merge_top_k, ShardHit};
 use crate::metrics::AttemptKind;
 use crate::quarantine;
-use crate::scatter::{scatter, AttemptOutcome, AttemptReport, ScatterOptions};
+use crate::scatter::{scatter, AttemptOutcome, AttemptReport, ScatterOptions, ShardOutcome};
 use crate::stats::{cluster_stats, StatsSource};
 
 /// A search as the HTTP API takes it, from the query string or a JSON body.
@@ -193,7 +193,8 @@ pub struct ShardFailure {
     pub reason: String,
 }
 
-/// Runs a validated search over the cluster.
+/// Runs a validated search over the cluster: refuse a quarantined query, learn the
+/// statistics to score with, scatter, gather what came back, merge the page.
 pub async fn search(
     cluster: &Cluster,
     config: &RootConfig,
@@ -215,21 +216,8 @@ pub async fn search(
     let proven: Vec<bool> = (0..cluster.shards().len() as ShardId)
         .map(|shard| cluster.known_good.contains(run, shard))
         .collect();
-    let (global_stats, stats_source) = match plan.stats {
-        StatsMode::Shard => (None, StatsSource::Shard),
-        StatsMode::Global => {
-            cluster_stats(cluster, &config.replica, &plan.query, deadline, &proven)
-                .await
-                .map_err(|e| match e {
-                    ShardError::InvalidArgument(message) => ApiError::BadRequest(message),
-                    lost @ ShardError::ConnectionLost(_) => {
-                        cluster.quarantine.add(fingerprint);
-                        ApiError::Unavailable(format!("statistics: {lost}"))
-                    }
-                    other => ApiError::Unavailable(other.to_string()),
-                })?
-        }
-    };
+    let (global_stats, stats_source) =
+        scoring_stats(cluster, config, plan, deadline, &proven, fingerprint).await?;
     let stats_us = plan.debug.then(|| started.elapsed().as_micros() as u64);
     let request = pb::SearchRequest {
         query: plan.query.clone(),
@@ -243,110 +231,183 @@ pub async fn search(
         proven: &proven,
     };
     let outcomes = scatter(cluster, config, &request, deadline, options).await;
-
-    let mut failed = Vec::new();
-    let mut partials = Vec::with_capacity(outcomes.len());
-    let mut total_hits = 0;
-    let mut details = Vec::with_capacity(outcomes.len());
-    let mut timed_out = false;
-    let mut lost_connection = false;
-    let mut bad_request = None;
-    for outcome in outcomes {
-        details.push(ShardDetail::new(
-            outcome.shard,
-            outcome.attempts,
-            plan.debug,
-        ));
-        match outcome.result {
-            Ok((replica, response)) => {
-                cluster.known_good.record(run, outcome.shard);
-                // A new generation means the shard changed: its statistics must be read again.
-                cluster
-                    .stats
-                    .observe(outcome.shard, &replica, response.generation);
-                total_hits += response.total_hits;
-                partials.push(
-                    response
-                        .hits
-                        .into_iter()
-                        .map(|h| ShardHit {
-                            id: h.id,
-                            score: h.score,
-                            shard: outcome.shard,
-                            fields: h.fields_json,
-                        })
-                        .collect(),
-                );
-            }
-            // The query is the same on every shard: one shard's parser error is the answer,
-            // given once the other shards' outcomes are accounted for.
-            Err(ShardError::InvalidArgument(message)) => bad_request = Some(message),
-            Err(e) => {
-                timed_out |= e == ShardError::Timeout;
-                // A query that ran here before did not break the replica (see `quarantine`).
-                if matches!(e, ShardError::ConnectionLost(_)) && !proven[outcome.shard as usize] {
-                    lost_connection = true;
-                }
-                failed.push(ShardFailure {
-                    shard: outcome.shard,
-                    reason: e.to_string(),
-                });
-            }
-        }
-    }
-    if lost_connection {
+    let gathered = Gathered::from_outcomes(cluster, run, &proven, outcomes, plan.debug);
+    if gathered.lost_connection {
         cluster.quarantine.add(fingerprint);
     }
-    if let Some(message) = bad_request {
-        return Err(ApiError::BadRequest(message));
-    }
-    let total = cluster.shards().len();
-    if failed.len() == total || (!plan.allow_partial && !failed.is_empty()) {
-        let reasons: Vec<String> = failed
-            .iter()
-            .map(|f| format!("shard {}: {}", f.shard, f.reason))
-            .collect();
-        let message = format!(
-            "{} of {total} shards did not answer ({})",
-            failed.len(),
-            reasons.join("; ")
-        );
-        return Err(if timed_out {
-            ApiError::GatewayTimeout(message)
-        } else {
-            ApiError::Unavailable(message)
-        });
-    }
-    let hits = merge_top_k(partials, plan.from, plan.size)
-        .into_iter()
-        .map(|h| HitOut {
-            id: h.id,
-            score: h.score,
-            shard: h.shard,
-            fields: RawValue::from_string(h.fields)
-                .unwrap_or_else(|_| RawValue::from_string("{}".into()).expect("valid JSON")),
-        })
-        .collect();
-    if !failed.is_empty() {
+    let answered = gathered.into_answer(cluster.shards().len(), plan.allow_partial)?;
+    if !answered.failed.is_empty() {
         cluster.partial_responses.increment(1);
     }
     let took = started.elapsed();
     cluster.search_seconds.record(took.as_secs_f64());
+    let total = cluster.shards().len();
     Ok(SearchResult {
         took_ms: took.as_millis() as u64,
         took_us: took.as_micros() as u64,
         stats_us,
-        total_hits,
-        partial: !failed.is_empty(),
-        hits,
+        total_hits: answered.total_hits,
+        partial: !answered.failed.is_empty(),
+        hits: merge_top_k(answered.partials, plan.from, plan.size)
+            .into_iter()
+            .map(|h| HitOut {
+                id: h.id,
+                score: h.score,
+                shard: h.shard,
+                fields: h.fields,
+            })
+            .collect(),
         shards: ShardsSummary {
             total,
-            successful: total - failed.len(),
-            failed,
-            details,
+            successful: total - answered.failed.len(),
+            failed: answered.failed,
+            details: answered.details,
         },
         stats: stats_source,
     })
+}
+
+/// The statistics to score with: none for per-shard scoring, else the cluster's, from the
+/// cache or one round trip. A connection that broke under the round trip quarantines the
+/// query, as one broken under the search would.
+async fn scoring_stats(
+    cluster: &Cluster,
+    config: &RootConfig,
+    plan: &SearchPlan,
+    deadline: Instant,
+    proven: &[bool],
+    fingerprint: u64,
+) -> Result<(Option<pb::CorpusStats>, StatsSource), ApiError> {
+    match plan.stats {
+        StatsMode::Shard => Ok((None, StatsSource::Shard)),
+        StatsMode::Global => cluster_stats(cluster, &config.replica, &plan.query, deadline, proven)
+            .await
+            .map_err(|e| match e {
+                ShardError::InvalidArgument(message) => ApiError::BadRequest(message),
+                lost @ ShardError::ConnectionLost(_) => {
+                    cluster.quarantine.add(fingerprint);
+                    ApiError::Unavailable(format!("statistics: {lost}"))
+                }
+                other => ApiError::Unavailable(other.to_string()),
+            }),
+    }
+}
+
+/// What the shards' outcomes add up to, before the page is merged.
+struct Gathered {
+    partials: Vec<Vec<ShardHit<Box<RawValue>>>>,
+    total_hits: u64,
+    failed: Vec<ShardFailure>,
+    details: Vec<ShardDetail>,
+    timed_out: bool,
+    /// A replica's connection broke under a query not known to be harmless there.
+    lost_connection: bool,
+    /// A shard's parser refused the query: the same on every shard, so it is the answer.
+    bad_request: Option<String>,
+}
+
+impl Gathered {
+    fn from_outcomes(
+        cluster: &Cluster,
+        run: quarantine::Run,
+        proven: &[bool],
+        outcomes: Vec<ShardOutcome>,
+        debug: bool,
+    ) -> Self {
+        let mut gathered = Gathered {
+            partials: Vec::with_capacity(outcomes.len()),
+            total_hits: 0,
+            failed: Vec::new(),
+            details: Vec::with_capacity(outcomes.len()),
+            timed_out: false,
+            lost_connection: false,
+            bad_request: None,
+        };
+        for outcome in outcomes {
+            let shard = outcome.shard;
+            gathered
+                .details
+                .push(ShardDetail::new(shard, outcome.attempts, debug));
+            let failure = match outcome.result.and_then(|(replica, response)| {
+                let hits = stored_fields_as_json(shard, response.hits)?;
+                Ok((replica, response.generation, response.total_hits, hits))
+            }) {
+                Ok((replica, generation, total_hits, hits)) => {
+                    cluster.known_good.record(run, shard);
+                    // A new generation means the shard changed: its statistics must be read
+                    // again.
+                    cluster.stats.observe(shard, &replica, generation);
+                    gathered.total_hits += total_hits;
+                    gathered.partials.push(hits);
+                    continue;
+                }
+                Err(ShardError::InvalidArgument(message)) => {
+                    gathered.bad_request = Some(message);
+                    continue;
+                }
+                Err(e) => e,
+            };
+            gathered.timed_out |= failure == ShardError::Timeout;
+            // A query that ran here before did not break the replica (see `quarantine`).
+            if matches!(failure, ShardError::ConnectionLost(_)) && !proven[shard as usize] {
+                gathered.lost_connection = true;
+            }
+            gathered.failed.push(ShardFailure {
+                shard,
+                reason: failure.to_string(),
+            });
+        }
+        gathered
+    }
+
+    /// The answer these outcomes allow: a parser's refusal, an error when too few shards
+    /// answered, or what to merge.
+    fn into_answer(self, total: usize, allow_partial: bool) -> Result<Self, ApiError> {
+        if let Some(message) = self.bad_request {
+            return Err(ApiError::BadRequest(message));
+        }
+        if self.failed.len() == total || (!allow_partial && !self.failed.is_empty()) {
+            let reasons: Vec<String> = self
+                .failed
+                .iter()
+                .map(|f| format!("shard {}: {}", f.shard, f.reason))
+                .collect();
+            let message = format!(
+                "{} of {total} shards did not answer ({})",
+                self.failed.len(),
+                reasons.join("; ")
+            );
+            return Err(if self.timed_out {
+                ApiError::GatewayTimeout(message)
+            } else {
+                ApiError::Unavailable(message)
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// A shard's hits with their stored fields checked to be JSON, as the API passes them on
+/// verbatim. A leaf that sends anything else is broken: its shard's answer is refused, with a
+/// warning, rather than passed on or papered over.
+fn stored_fields_as_json(
+    shard: ShardId,
+    hits: Vec<pb::Hit>,
+) -> Result<Vec<ShardHit<Box<RawValue>>>, ShardError> {
+    hits.into_iter()
+        .map(|h| {
+            let fields = RawValue::from_string(h.fields_json).map_err(|e| {
+                tracing::warn!(shard, id = %h.id, error = %e, "a leaf sent stored fields that are not JSON");
+                ShardError::Leaf(format!("the stored fields of {:?} are not JSON: {e}", h.id))
+            })?;
+            Ok(ShardHit {
+                id: h.id,
+                score: h.score,
+                shard,
+                fields,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -395,5 +456,19 @@ mod tests {
         assert!(err.to_string().contains("at most 30000"), "{err}");
         let err = params("  ").validate(&config).unwrap_err();
         assert!(err.to_string().contains("q is required"), "{err}");
+    }
+
+    #[test]
+    fn stored_fields_that_are_not_json_fail_the_shard() {
+        let hit = |fields: &str| pb::Hit {
+            id: "a".into(),
+            score: 1.0,
+            fields_json: fields.into(),
+        };
+        let good = stored_fields_as_json(3, vec![hit(r#"{"title":"x"}"#)]).unwrap();
+        assert_eq!(good[0].fields.get(), r#"{"title":"x"}"#);
+        assert_eq!(good[0].shard, 3);
+        let bad = stored_fields_as_json(3, vec![hit(r#"{"title":"x"}"#), hit("{")]);
+        assert!(matches!(bad, Err(ShardError::Leaf(m)) if m.contains("not JSON")));
     }
 }
