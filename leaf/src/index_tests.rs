@@ -1,5 +1,6 @@
 use super::*;
 use crate::collect::Interrupt;
+use fanout_proto::shard_for_id;
 
 /// A hit's stored fields, parsed back.
 fn fields(hit: &LeafHit) -> Value {

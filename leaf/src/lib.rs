@@ -9,6 +9,7 @@
 //! - [`stats`]: BM25 statistics summed over shards, so that every shard scores as one index.
 //! - [`seed`]: a new replica stays NOT_SERVING until an import has filled it.
 //! - [`error`]: the one error type, mapped once to gRPC status codes.
+//! - [`document`]: a JSON line as a tantivy document and its id; a stored document as JSON.
 //! - [`query`]: query text to a tantivy query, within the contract's limits.
 //! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
 //! - [`refresh`]: when a leaf commits, so that writes become searchable.
@@ -19,6 +20,7 @@
 
 pub mod cli;
 pub mod collect;
+pub mod document;
 pub mod error;
 pub mod grpc;
 pub mod index;

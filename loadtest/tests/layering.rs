@@ -13,8 +13,8 @@ const CRATES: &[(&str, &[&str])] = &[
     (
         "leaf",
         &[
-            "schema", "collect", "wal", "stats", "seed", "error", "query", "index", "refresh",
-            "service", "grpc", "server", "cli", "lib", "main",
+            "schema", "collect", "wal", "stats", "seed", "error", "document", "query", "index",
+            "refresh", "service", "grpc", "server", "cli", "lib", "main",
         ],
     ),
     (
@@ -70,6 +70,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "relevance",
             "sim",
             "svg",
+            "run_cmd",
             "fuzz",
             "fuzz_run",
             "demo",
