@@ -1,21 +1,13 @@
 //! The `fanout-loadtest` command line.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::cluster::{default_corpus, sibling_binary, ClusterShape, ClusterSpec, LocalCluster};
-use crate::cpu::CpuMeter;
-use crate::direct::{build_direct_index, corpus_name, corpus_or_demo, load_queries};
-use crate::faults::{parse_duration, parse_kill, parse_pause, run_faults, Fault};
-use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
-use crate::report::{rows, table, ScenarioReport};
-use crate::schedule::Arrivals;
+use crate::cluster::{default_corpus, ClusterShape, LocalCluster};
+use crate::direct::{corpus_or_demo, load_queries};
 use crate::sim::{sim_table, simulate, LeafModel};
-use crate::sweep::sweep;
 
 /// Drives a fanout cluster with real queries and faults, and reports tail latency.
 #[derive(Debug, Parser)]
@@ -28,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send load to a root (or a local cluster it starts) and report latency per scenario.
-    Run(Box<RunArgs>),
+    Run(Box<crate::run_cmd::RunArgs>),
     /// Simulate the root's latency at 10 to 1,000 leaves from a leaf latency distribution, with
     /// and without hedging.
     Sim(SimArgs),
@@ -139,95 +131,10 @@ pub struct SimArgs {
     pub seed: u64,
 }
 
-#[derive(Debug, Clone, Args)]
-pub struct RunArgs {
-    /// The root's base URL; without it, --spawn-cluster is needed.
-    #[arg(long, env = "FANOUT_LOADTEST_URL")]
-    pub url: Option<String>,
-    /// Start a local cluster of leaf and root processes on --corpus for this run.
-    #[arg(long, env = "FANOUT_LOADTEST_SPAWN_CLUSTER")]
-    pub spawn_cluster: bool,
-    /// Shards of the spawned cluster.
-    #[arg(long, default_value_t = 2, env = "FANOUT_LOADTEST_SHARDS")]
-    pub shards: u32,
-    /// Replicas per shard of the spawned cluster.
-    #[arg(long, default_value_t = 2, env = "FANOUT_LOADTEST_REPLICAS")]
-    pub replicas: u32,
-    /// An NDJSON file (plain or gzip) of the corpus for the spawned cluster and the direct
-    /// baseline; repeat for several files, read one after another (in the environment, separate
-    /// them with commas). Default: the demo corpus.
-    #[arg(long, env = "FANOUT_LOADTEST_CORPUS", value_delimiter = ',')]
-    pub corpus: Vec<PathBuf>,
-    /// A flag for the spawned root, e.g. --root-arg=--hedge-max-delay-ms=50; repeatable.
-    #[arg(long, allow_hyphen_values = true)]
-    pub root_arg: Vec<String>,
-    /// Queries: JSON lines with a `query` field (the sbg log), or plain text lines.
-    #[arg(long, env = "FANOUT_LOADTEST_QUERIES")]
-    pub queries: PathBuf,
-    /// Shuffle the queries with this seed (default: in file order).
-    #[arg(long, env = "FANOUT_LOADTEST_SHUFFLE_SEED")]
-    pub shuffle_seed: Option<u64>,
-    /// Open loop: requests per second.
-    #[arg(long, conflicts_with = "concurrency", env = "FANOUT_LOADTEST_RATE")]
-    pub rate: Option<f64>,
-    /// Closed loop: clients each waiting for their last answer.
-    #[arg(long, env = "FANOUT_LOADTEST_CONCURRENCY")]
-    pub concurrency: Option<usize>,
-    /// Open-loop arrivals.
-    #[arg(long, value_enum, default_value_t = Arrivals::Poisson, env = "FANOUT_LOADTEST_ARRIVALS")]
-    pub arrivals: Arrivals,
-    /// Seed of the Poisson arrivals.
-    #[arg(long, default_value_t = 1, env = "FANOUT_LOADTEST_SEED")]
-    pub seed: u64,
-    /// Unmeasured time first, e.g. 2s.
-    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "FANOUT_LOADTEST_WARMUP")]
-    pub warmup: Duration,
-    /// Measured time, e.g. 20s.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "FANOUT_LOADTEST_DURATION")]
-    pub duration: Duration,
-    /// Hits per search.
-    #[arg(long, default_value_t = 10, env = "FANOUT_LOADTEST_SIZE")]
-    pub size: usize,
-    /// How long the client waits for an answer.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, env = "FANOUT_LOADTEST_TIMEOUT")]
-    pub timeout: Duration,
-    /// A scenario `NAME[:key=value&...]`, e.g. `unhedged:hedge=false`; scenarios are
-    /// interleaved request by request. Default: one scenario, `cluster`.
-    #[arg(long)]
-    pub scenario: Vec<String>,
-    /// Pause a process of the spawned cluster: NAME:EVERY:LENGTH, e.g. leaf-0-0:2s:200ms.
-    #[arg(long)]
-    pub pause: Vec<String>,
-    /// Kill a process of the spawned cluster: NAME:AT, e.g. leaf-1-1:10s.
-    #[arg(long)]
-    pub kill: Vec<String>,
-    /// Instead of one run, find the highest open-loop rate whose p99 stays within this (e.g.
-    /// 50ms), starting at --rate; then report a run at half that rate. With --direct, the same
-    /// for the direct baseline.
-    #[arg(long, value_parser = parse_duration, requires = "rate", env = "FANOUT_LOADTEST_SWEEP_P99")]
-    pub sweep_p99: Option<Duration>,
-    /// With --sweep-p99, first run at this rate: latency at low load, where no request waits
-    /// for another.
-    #[arg(long, default_value_t = 10.0, env = "FANOUT_LOADTEST_LOW_RATE")]
-    pub low_rate: f64,
-    /// Afterwards, run the same load against one in-process tantivy index of --corpus.
-    #[arg(long, env = "FANOUT_LOADTEST_DIRECT")]
-    pub direct: bool,
-    /// Also write the reports as JSON to this file.
-    #[arg(long, env = "FANOUT_LOADTEST_JSON")]
-    pub json: Option<PathBuf>,
-    /// Also plot the latency percentiles of every scenario, as SVG, to this file.
-    #[arg(long, env = "FANOUT_LOADTEST_SVG")]
-    pub svg: Option<PathBuf>,
-    /// No progress line.
-    #[arg(long, env = "FANOUT_LOADTEST_QUIET")]
-    pub quiet: bool,
-}
-
 /// Runs the command.
 pub async fn main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run(args) => run(*args).await,
+        Command::Run(args) => crate::run_cmd::run(*args).await,
         Command::Sim(args) => sim(args),
         Command::IndexBench(args) => index_bench(args).await,
         Command::Relevance(args) => relevance(args).await,
@@ -374,252 +281,5 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
         args.seed,
     );
     print!("{}", sim_table(&rows));
-    Ok(())
-}
-
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let queries = Arc::new(load_queries(&args.queries, args.shuffle_seed)?);
-    let corpus = corpus_or_demo(&args.corpus);
-    let scenarios = if args.scenario.is_empty() {
-        vec![Scenario {
-            name: "cluster".into(),
-            params: Vec::new(),
-        }]
-    } else {
-        args.scenario
-            .iter()
-            .map(|s| Scenario::parse(s))
-            .collect::<Result<_, _>>()
-            .map_err(anyhow::Error::msg)?
-    };
-    let mode = match (args.rate, args.concurrency) {
-        (Some(rate), _) if rate > 0.0 => Mode::Open {
-            rate,
-            arrivals: args.arrivals,
-            seed: args.seed,
-        },
-        (None, Some(concurrency)) => Mode::Closed { concurrency },
-        _ => bail!("pass --rate R (open loop) or --concurrency C (closed loop)"),
-    };
-    let mut plan = LoadPlan {
-        mode,
-        warmup: args.warmup,
-        duration: args.duration,
-        scenarios,
-        size: args.size,
-        timeout: args.timeout,
-        progress: !args.quiet,
-        cpu: None,
-    };
-
-    let data = tempfile::tempdir()?;
-    let (cluster, url) = match (&args.url, args.spawn_cluster) {
-        (Some(url), false) => (None, url.clone()),
-        (None, true) => {
-            let program = sibling_binary("fanout-cluster")?;
-            let spec = ClusterSpec {
-                root_args: args.root_arg.clone(),
-                ..ClusterSpec::new(
-                    args.shards,
-                    args.replicas,
-                    data.path().to_path_buf(),
-                    program,
-                )
-            };
-            let mut cluster = LocalCluster::start_leaves(&spec).await?;
-            eprintln!(
-                "indexing {} into {} x {} ...",
-                corpus_name(&corpus),
-                args.shards,
-                args.replicas
-            );
-            let summary = cluster.index_corpus(&corpus).await?;
-            eprintln!(
-                "indexed {} documents in {:.1} s",
-                summary.docs_indexed,
-                summary.elapsed.as_secs_f64()
-            );
-            let url = cluster.start_root(&spec).await?;
-            (Some(cluster), url)
-        }
-        _ => bail!("pass exactly one of --url URL and --spawn-cluster"),
-    };
-    let faults = resolve_faults(&args, cluster.as_ref())?;
-    if let Some(cluster) = &cluster {
-        plan.cpu = Some(cluster.cpu_meter());
-    }
-
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let fault_window = plan.warmup + plan.duration;
-    let faulting = tokio::spawn(async move {
-        if let Ok(start) = started_rx.await {
-            run_faults(faults, start, fault_window).await;
-        }
-    });
-    let mut summary = Vec::new();
-    let mut reports = match args.sweep_p99 {
-        None => {
-            run_load(
-                &Target::http(&url),
-                Arc::clone(&queries),
-                &plan,
-                Some(started_tx),
-            )
-            .await
-        }
-        Some(p99) => {
-            let found = sweep(
-                &Target::http(&url),
-                &queries,
-                &plan,
-                p99,
-                args.low_rate,
-                "cluster",
-            )
-            .await;
-            summary.push(("cluster", found.best, found.low_p50_us));
-            found.reports
-        }
-    };
-    faulting.abort();
-    let _ = faulting.await;
-    if let Some(cluster) = cluster {
-        cluster.stop().await;
-    }
-    if args.direct {
-        eprintln!(
-            "building the direct baseline from {} ...",
-            corpus_name(&corpus)
-        );
-        let index = tokio::task::spawn_blocking(move || build_direct_index(&corpus)).await??;
-        let direct = Target::direct(index);
-        plan.cpu = Some(CpuMeter::default().with_self("load generator + tantivy"));
-        match args.sweep_p99 {
-            None => {
-                let direct_plan = LoadPlan {
-                    scenarios: vec![Scenario {
-                        name: "direct".into(),
-                        params: Vec::new(),
-                    }],
-                    ..plan.clone()
-                };
-                reports.extend(run_load(&direct, queries, &direct_plan, None).await);
-            }
-            Some(p99) => {
-                let found = sweep(&direct, &queries, &plan, p99, args.low_rate, "direct").await;
-                summary.push(("direct", found.best, found.low_p50_us));
-                reports.extend(found.reports);
-            }
-        }
-    }
-    if args.sweep_p99.is_some() {
-        print!("{}", rows(&reports));
-    } else {
-        print!("{}", table(&reports));
-    }
-    for (label, best, low_p50) in &summary {
-        let target = args.sweep_p99.unwrap_or_default();
-        println!(
-            "{label}: p50 at low load ({:.0}/s): {low_p50} µs",
-            args.low_rate
-        );
-        match best {
-            Some(rate) => {
-                println!("{label}: highest rate with p99 <= {target:?}: {rate:.0} requests/s")
-            }
-            None => println!("{label}: no rate met p99 <= {target:?}"),
-        }
-    }
-    if let [(_, cluster, cluster_p50), (_, direct, direct_p50)] = summary.as_slice() {
-        println!(
-            "cluster - direct p50 at low load: {:+} µs",
-            *cluster_p50 as i64 - *direct_p50 as i64
-        );
-        if let (Some(cluster), Some(direct)) = (cluster, direct) {
-            println!(
-                "cluster / direct throughput at the p99 target: {:.2}",
-                cluster / direct
-            );
-        }
-    }
-    if let Some(path) = &args.json {
-        write_json(path, &args, &reports)?;
-    }
-    if let Some(path) = &args.svg {
-        let title = format!("latency by percentile ({})", describe(&args));
-        std::fs::write(path, crate::svg::percentile_svg(&reports, &title))?;
-    }
-    Ok(())
-}
-
-/// Faults name processes of the spawned cluster (`leaf-0-1`, `root`) or give a pid (`pid=123`).
-fn resolve_faults(args: &RunArgs, cluster: Option<&LocalCluster>) -> anyhow::Result<Vec<Fault>> {
-    let pid_of = |name: &str| -> anyhow::Result<i32> {
-        if let Some(pid) = name.strip_prefix("pid=") {
-            return pid.parse().with_context(|| format!("bad pid in {name:?}"));
-        }
-        let process = cluster.and_then(|c| c.process(name)).with_context(|| {
-            format!("no process {name:?}: with --spawn-cluster, name leaf-SHARD-REPLICA or root; else pid=N")
-        })?;
-        process
-            .pid()
-            .map(|p| p as i32)
-            .context("the process has exited")
-    };
-    let mut faults = Vec::new();
-    for spec in &args.pause {
-        let (name, every, length) = parse_pause(spec).map_err(anyhow::Error::msg)?;
-        faults.push(Fault::Pause {
-            pid: pid_of(&name)?,
-            name,
-            every,
-            length,
-        });
-    }
-    for spec in &args.kill {
-        let (name, at) = parse_kill(spec).map_err(anyhow::Error::msg)?;
-        faults.push(Fault::Kill {
-            pid: pid_of(&name)?,
-            name,
-            at,
-        });
-    }
-    Ok(faults)
-}
-
-/// The load in a few words, for titles.
-fn describe(args: &RunArgs) -> String {
-    let load = match (args.rate, args.concurrency) {
-        (Some(rate), _) => format!("{rate} req/s open loop"),
-        (_, Some(c)) => format!("{c} clients closed loop"),
-        _ => String::new(),
-    };
-    let faults: Vec<String> = args
-        .pause
-        .iter()
-        .map(|p| format!("pause {p}"))
-        .chain(args.kill.iter().map(|k| format!("kill {k}")))
-        .collect();
-    if faults.is_empty() {
-        load
-    } else {
-        format!("{load}; {}", faults.join(", "))
-    }
-}
-
-fn write_json(
-    path: &std::path::Path,
-    args: &RunArgs,
-    reports: &[ScenarioReport],
-) -> anyhow::Result<()> {
-    let doc = serde_json::json!({
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "machine": { "cores": std::thread::available_parallelism().map_or(0, |n| n.get()), "arch": std::env::consts::ARCH },
-        "rate": args.rate,
-        "concurrency": args.concurrency,
-        "duration_s": args.duration.as_secs_f64(),
-        "reports": reports,
-    });
-    std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     Ok(())
 }

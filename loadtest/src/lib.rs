@@ -19,6 +19,7 @@
 //! - [`relevance`]: nDCG@10 and Recall@100 of a cluster on a BEIR collection's judgments.
 //! - [`sim`]: the root's latency at 10 to 1,000 leaves, simulated from a leaf distribution.
 //! - [`svg`]: the latency percentile plot of every scenario on one chart.
+//! - [`run_cmd`]: the `run` command: load against a root with faults, and the direct baseline.
 //! - [`fuzz`]: hostile requests for the HTTP API and a leaf's gRPC port, and their judge.
 //! - [`fuzz_run`]: the long fuzz run against a cluster of real processes.
 //! - [`demo`]: the `fanout-cluster` command: the quick start's one-command cluster.
@@ -38,6 +39,7 @@ pub mod ingest;
 pub mod load;
 pub mod relevance;
 pub mod report;
+pub mod run_cmd;
 pub mod schedule;
 pub mod sim;
 pub mod statsbench;
