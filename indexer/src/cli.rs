@@ -112,7 +112,7 @@ pub struct Args {
 }
 
 /// Runs the command and returns the exit code.
-pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Some(Command::Plan(args)) => plan(args),
         None => index(cli.index).await,
@@ -127,7 +127,7 @@ fn open_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<Input>> {
 }
 
 /// Counts where each document would go; a line without a readable id is skipped and counted.
-fn plan(args: PlanArgs) -> anyhow::Result<i32> {
+fn plan(args: PlanArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(
         args.from > 0 && args.to > 0,
         "--from and --to must be at least 1"
@@ -176,7 +176,7 @@ fn plan(args: PlanArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn index(args: Args) -> anyhow::Result<i32> {
+async fn index(args: Args) -> anyhow::Result<u8> {
     let topology = Topology::from_file_or_specs(args.topology.as_deref(), &args.shard)?;
     let options = IndexerOptions {
         mode: if args.delete {

@@ -33,15 +33,15 @@ pub struct Args {
     #[arg(long, env = "FANOUT_LEAF_SCHEMA")]
     pub schema: Option<PathBuf>,
     /// Indexing threads.
-    #[arg(long, env = "FANOUT_LEAF_WRITER_THREADS", default_value_t = 1)]
-    pub writer_threads: usize,
+    #[arg(long, env = "FANOUT_LEAF_WRITER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub writer_threads: u32,
     /// Searches run at once; more wait (and are skipped if cancelled while waiting).
     /// Default: the number of CPUs.
-    #[arg(long, env = "FANOUT_LEAF_MAX_CONCURRENT_SEARCHES")]
-    pub max_concurrent_searches: Option<usize>,
-    /// Memory budget of the index writer, in MiB.
-    #[arg(long, env = "FANOUT_LEAF_WRITER_MEMORY_MB", default_value_t = 64)]
-    pub writer_memory_mb: usize,
+    #[arg(long, env = "FANOUT_LEAF_MAX_CONCURRENT_SEARCHES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_searches: Option<u32>,
+    /// Memory budget of the index writer, in MiB (tantivy needs at least 15 per thread).
+    #[arg(long, env = "FANOUT_LEAF_WRITER_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(15..))]
+    pub writer_memory_mb: u32,
     /// Longest time an acknowledged write waits to become searchable: the leaf commits this
     /// often while there are new writes (`500ms`, `1s`, `1m`). Writes are durable on
     /// acknowledgement either way, through the write-ahead log.
@@ -49,7 +49,7 @@ pub struct Args {
     pub refresh_interval: std::time::Duration,
     /// Commit early once this much write-ahead log built up since the last commit, in MiB; it
     /// bounds the replay after a crash.
-    #[arg(long, env = "FANOUT_LEAF_MAX_UNCOMMITTED_MB", default_value_t = 256)]
+    #[arg(long, env = "FANOUT_LEAF_MAX_UNCOMMITTED_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_uncommitted_mb: u64,
     /// On SIGTERM, keep serving this long with gRPC health NOT_SERVING before refusing new
     /// connections, so that roots stop choosing this replica first (`5s`; default 0).
@@ -71,8 +71,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         None => SchemaConfig::default(),
     };
     let writer = WriterOptions {
-        threads: args.writer_threads.max(1),
-        memory_bytes: args.writer_memory_mb.max(15) << 20,
+        threads: args.writer_threads as usize,
+        memory_bytes: (args.writer_memory_mb as usize) << 20,
     };
     let data_dir = args.data_dir.clone();
     let shard = args.shard;
@@ -89,12 +89,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let replica = args.replica.clone().unwrap_or_else(|| addr.to_string());
     let leaf = match args.max_concurrent_searches {
-        Some(slots) => LeafService::with_search_slots(index, replica.clone(), slots),
+        Some(slots) => LeafService::with_search_slots(index, replica.clone(), slots as usize),
         None => LeafService::new(index, replica.clone()),
     }
     .with_refresh(RefreshPolicy {
         interval: args.refresh_interval,
-        max_log_bytes: args.max_uncommitted_mb.max(1) << 20,
+        max_log_bytes: args.max_uncommitted_mb << 20,
     })
     .with_shutdown_delay(args.shutdown_delay);
     let leaf = if args.await_seed {

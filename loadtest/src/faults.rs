@@ -92,26 +92,10 @@ pub fn parse_kill(spec: &str) -> Result<(String, Duration), String> {
     }
 }
 
-/// Parses `250ms`, `2s`, `1.5s` or `2m`.
+/// Parses a duration as every fanout command does, with humantime: `250ms`, `2s`, `1m 30s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .map_or((s, "s"), |i| s.split_at(i));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 250ms or 2s"))?;
-    let secs = match unit {
-        "ms" => value / 1e3,
-        "us" | "µs" => value / 1e6,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m)")),
-    };
-    if !(secs.is_finite() && secs >= 0.0) {
-        return Err(format!("{s:?} is not a duration"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration like 250ms or 2s: {e}"))
 }
 
 #[cfg(test)]
@@ -122,12 +106,12 @@ mod tests {
     fn parses_fault_specs() {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(
-            parse_duration("1.5s").unwrap(),
+            parse_duration("1s 500ms").unwrap(),
             Duration::from_millis(1_500)
         );
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("2").is_err(), "a unit is required");
+        assert!(parse_duration("2 parsecs").is_err());
         assert!(parse_duration("-1s").is_err());
         assert_eq!(
             parse_pause("leaf-0-0:2s:200ms").unwrap(),
@@ -174,8 +158,13 @@ mod tests {
             Instant::now(),
             Duration::from_millis(450),
         ));
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert_eq!(state(), "T", "stopped during the pause");
+        // The pause runs from 100 ms to 400 ms: look for it until the run ends.
+        let mut stopped = false;
+        while !run.is_finished() && !stopped {
+            stopped = state() == "T";
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(stopped, "stopped during the pause");
         run.await.unwrap();
         assert_ne!(state(), "T", "resumed after it");
         child.kill().await.unwrap();

@@ -1,7 +1,11 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 
+/// Exit codes: 0 stopped or finished cleanly; 2 could not start, failed, or hit a bug (a
+/// panic, reported on stderr); clap's usage errors are 2 as well.
 #[tokio::main]
-async fn main() {
+async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -10,8 +14,14 @@ async fn main() {
         // Colour codes only for a person; a log file or a collector gets plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Err(e) = fanout_loadtest::cli::main(fanout_loadtest::cli::Cli::parse()).await {
-        eprintln!("fanout-loadtest: {e:#}");
-        std::process::exit(2);
+    let args = fanout_loadtest::cli::Cli::parse();
+    // Run on a task so that a panic ends in the documented code, not Rust's 101.
+    match tokio::spawn(fanout_loadtest::cli::main(args)).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("fanout-loadtest: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(_) => ExitCode::from(2),
     }
 }

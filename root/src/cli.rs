@@ -51,7 +51,7 @@ pub struct Args {
     #[arg(long, env = "FANOUT_ROOT_NUM_SHARDS", requires = "discover")]
     pub num_shards: Option<u32>,
     /// How often --discover resolves the shards' names again (`5s`, `500ms`).
-    #[arg(long, env = "FANOUT_ROOT_DISCOVER_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FANOUT_ROOT_DISCOVER_INTERVAL", default_value = "5s", value_parser = at_least_100ms)]
     pub discover_interval: Duration,
     /// On SIGTERM, keep serving this long with readiness failing before refusing new
     /// connections, so that load balancers stop sending first (`5s`; default 0).
@@ -60,37 +60,37 @@ pub struct Args {
     /// Close a connection whose client takes longer than this to send a request's head,
     /// counted from when it connected or was last answered: this is also the idle timeout of
     /// keep-alive connections.
-    #[arg(long, env = "FANOUT_ROOT_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FANOUT_ROOT_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = at_least_100ms)]
     pub header_read_timeout: Duration,
     /// Answer 408 to a request whose body takes longer than this to arrive.
-    #[arg(long, env = "FANOUT_ROOT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FANOUT_ROOT_BODY_READ_TIMEOUT", default_value = "10s", value_parser = at_least_100ms)]
     pub body_read_timeout: Duration,
     /// Close a connection whose client has not taken any of a response for this long.
-    #[arg(long, env = "FANOUT_ROOT_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FANOUT_ROOT_WRITE_TIMEOUT", default_value = "10s", value_parser = at_least_100ms)]
     pub write_timeout: Duration,
     /// Most HTTP connections served at once; past it new ones wait in the listen backlog.
-    #[arg(long, env = "FANOUT_ROOT_MAX_CONNECTIONS", default_value_t = 1_024)]
-    pub max_connections: usize,
+    #[arg(long, env = "FANOUT_ROOT_MAX_CONNECTIONS", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// Deadline of a search that names none, in milliseconds.
-    #[arg(long, env = "FANOUT_ROOT_DEFAULT_TIMEOUT_MS", default_value_t = 2_000)]
+    #[arg(long, env = "FANOUT_ROOT_DEFAULT_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub default_timeout_ms: u64,
     /// Longest deadline a search may ask for, in milliseconds.
     #[arg(long, env = "FANOUT_ROOT_MAX_TIMEOUT_MS", default_value_t = 30_000)]
     pub max_timeout_ms: u64,
     /// How often replicas' health is probed, in milliseconds.
-    #[arg(long, env = "FANOUT_ROOT_PROBE_INTERVAL_MS", default_value_t = 1_000)]
+    #[arg(long, env = "FANOUT_ROOT_PROBE_INTERVAL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
     pub probe_interval_ms: u64,
     /// BM25 statistics: `global` scores every shard with the cluster's (a split index ranks as
     /// one index would; a cold query costs one statistics round trip), `shard` with each
     /// shard's own. A request can also say `stats=shard` or `stats=global`.
-    #[arg(long, env = "FANOUT_ROOT_STATS", default_value = "global", value_parser = ["global", "shard"])]
-    pub stats: String,
+    #[arg(long, env = "FANOUT_ROOT_STATS", value_enum, default_value_t = StatsMode::Global)]
+    pub stats: StatsMode,
     /// Hedging: `on` or `off` for every request (a request can also say `hedge=false`).
-    #[arg(long, env = "FANOUT_ROOT_HEDGE", default_value = "on", value_parser = ["on", "off"])]
-    pub hedge: String,
+    #[arg(long, env = "FANOUT_ROOT_HEDGE", value_enum, default_value_t = Switch::On)]
+    pub hedge: Switch,
     /// Hedge once a shard request has been outstanding longer than this percentile of the
     /// shard's recent latencies.
-    #[arg(long, env = "FANOUT_ROOT_HEDGE_PERCENTILE", default_value_t = 0.95)]
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_PERCENTILE", default_value_t = 0.95, value_parser = fraction)]
     pub hedge_percentile: f64,
     /// Shortest hedge delay, in milliseconds.
     #[arg(long, env = "FANOUT_ROOT_HEDGE_MIN_DELAY_MS", default_value_t = 1)]
@@ -99,13 +99,13 @@ pub struct Args {
     #[arg(long, env = "FANOUT_ROOT_HEDGE_MAX_DELAY_MS", default_value_t = 200)]
     pub hedge_max_delay_ms: u64,
     /// Hedges allowed per primary request on average (a token bucket).
-    #[arg(long, env = "FANOUT_ROOT_HEDGE_BUDGET", default_value_t = 0.05)]
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_BUDGET", default_value_t = 0.05, value_parser = non_negative)]
     pub hedge_budget: f64,
     /// Hedges that may be sent in a burst when the budget is full.
-    #[arg(long, env = "FANOUT_ROOT_HEDGE_BURST", default_value_t = 10.0)]
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_BURST", default_value_t = 10.0, value_parser = non_negative)]
     pub hedge_burst: f64,
     /// Failures in a row that eject a replica.
-    #[arg(long, env = "FANOUT_ROOT_EJECT_AFTER", default_value_t = 2)]
+    #[arg(long, env = "FANOUT_ROOT_EJECT_AFTER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub eject_after: u32,
     /// First ejection's length in milliseconds; doubles with each further ejection.
     #[arg(long, env = "FANOUT_ROOT_EJECT_BACKOFF_MS", default_value_t = 1_000)]
@@ -137,55 +137,106 @@ impl Args {
         let discovery = Discovery {
             names,
             resolver: Arc::new(SystemResolver),
-            interval: self.discover_interval.max(Duration::from_millis(100)),
+            interval: self.discover_interval,
         };
         Ok((cluster, Some(discovery)))
     }
 
-    /// The configuration these flags describe.
-    pub fn config(&self) -> RootConfig {
-        RootConfig {
-            default_timeout: Duration::from_millis(self.default_timeout_ms.max(1)),
-            max_timeout: Duration::from_millis(self.max_timeout_ms.max(self.default_timeout_ms)),
-            probe_interval: Duration::from_millis(self.probe_interval_ms.max(10)),
+    /// The configuration these flags describe, or which flags disagree.
+    pub fn config(&self) -> anyhow::Result<RootConfig> {
+        at_least(
+            self.max_timeout_ms,
+            "--max-timeout-ms",
+            self.default_timeout_ms,
+            "--default-timeout-ms",
+        )?;
+        at_least(
+            self.hedge_max_delay_ms,
+            "--hedge-max-delay-ms",
+            self.hedge_min_delay_ms,
+            "--hedge-min-delay-ms",
+        )?;
+        at_least(
+            self.eject_max_backoff_ms,
+            "--eject-max-backoff-ms",
+            self.eject_backoff_ms,
+            "--eject-backoff-ms",
+        )?;
+        Ok(RootConfig {
+            default_timeout: Duration::from_millis(self.default_timeout_ms),
+            max_timeout: Duration::from_millis(self.max_timeout_ms),
+            probe_interval: Duration::from_millis(self.probe_interval_ms),
             shutdown_delay: self.shutdown_delay,
-            header_read_timeout: self.header_read_timeout.max(Duration::from_millis(100)),
-            body_read_timeout: self.body_read_timeout.max(Duration::from_millis(100)),
-            write_timeout: self.write_timeout.max(Duration::from_millis(100)),
-            max_connections: self.max_connections.max(1),
-            stats: if self.stats == "shard" {
-                StatsMode::Shard
-            } else {
-                StatsMode::Global
-            },
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            write_timeout: self.write_timeout,
+            max_connections: self.max_connections as usize,
+            stats: self.stats,
             hedge: HedgePolicy {
-                enabled: self.hedge == "on",
-                percentile: self.hedge_percentile.clamp(0.0, 1.0),
+                enabled: self.hedge == Switch::On,
+                percentile: self.hedge_percentile,
                 min_delay: Duration::from_millis(self.hedge_min_delay_ms),
-                max_delay: Duration::from_millis(
-                    self.hedge_max_delay_ms.max(self.hedge_min_delay_ms),
-                ),
-                budget_ratio: self.hedge_budget.max(0.0),
-                budget_burst: self.hedge_burst.max(0.0),
+                max_delay: Duration::from_millis(self.hedge_max_delay_ms),
+                budget_ratio: self.hedge_budget,
+                budget_burst: self.hedge_burst,
                 ..HedgePolicy::default()
             },
             replica: ReplicaPolicy {
-                consecutive_failures: self.eject_after.max(1),
+                consecutive_failures: self.eject_after,
                 base_backoff: Duration::from_millis(self.eject_backoff_ms),
-                max_backoff: Duration::from_millis(
-                    self.eject_max_backoff_ms.max(self.eject_backoff_ms),
-                ),
+                max_backoff: Duration::from_millis(self.eject_max_backoff_ms),
                 ..ReplicaPolicy::default()
             },
             query: self.query.limits(),
             ..RootConfig::default()
-        }
+        })
     }
+}
+
+/// A feature turned on or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// Fails unless `value` (of flag `name`) is at least `floor` (of flag `floor_name`).
+fn at_least(value: u64, name: &str, floor: u64, floor_name: &str) -> anyhow::Result<()> {
+    if value < floor {
+        anyhow::bail!("{name} ({value}) must be at least {floor_name} ({floor})");
+    }
+    Ok(())
+}
+
+/// A number from 0 to 1.
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number from 0 to 1")),
+    }
+}
+
+/// A finite number of at least 0.
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of at least 0")),
+    }
+}
+
+/// A duration (`10s`, `500ms`) of at least 100 ms: shorter timeouts and intervals would cut
+/// off every client or spin.
+fn at_least_100ms(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{s:?} is under the minimum of 100ms"));
+    }
+    Ok(d)
 }
 
 /// Binds, prints the bound address and serves until Ctrl-C or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let config = args.config();
+    let config = args.config()?;
     // Before the cluster: it registers its metric handles with whatever recorder is installed.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()

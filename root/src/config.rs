@@ -75,7 +75,7 @@ impl Default for RootConfig {
 }
 
 /// Which statistics a search scored with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum StatsMode {
     /// The cluster's, summed over shards: the scores of one index holding every document.

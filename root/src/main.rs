@@ -1,7 +1,11 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 
+/// Exit codes: 0 stopped or finished cleanly; 2 could not start, failed, or hit a bug (a
+/// panic, reported on stderr); clap's usage errors are 2 as well.
 #[tokio::main]
-async fn main() {
+async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -11,8 +15,13 @@ async fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = fanout_root::cli::Args::parse();
-    if let Err(e) = fanout_root::cli::run(args).await {
-        eprintln!("fanout-root: {e:#}");
-        std::process::exit(2);
+    // Run on a task so that a panic ends in the documented code, not Rust's 101.
+    match tokio::spawn(fanout_root::cli::run(args)).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("fanout-root: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(_) => ExitCode::from(2),
     }
 }

@@ -1,10 +1,19 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 
+/// Exit codes: 0 stopped or finished cleanly; 2 could not start, failed, or hit a bug (a
+/// panic, reported on stderr); clap's usage errors are 2 as well.
 #[tokio::main]
-async fn main() {
-    let cli = fanout_loadtest::demo::Cli::parse();
-    if let Err(e) = fanout_loadtest::demo::main(cli).await {
-        eprintln!("fanout-cluster: {e:#}");
-        std::process::exit(2);
+async fn main() -> ExitCode {
+    let args = fanout_loadtest::demo::Cli::parse();
+    // Run on a task so that a panic ends in the documented code, not Rust's 101.
+    match tokio::spawn(fanout_loadtest::demo::main(args)).await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("fanout-cluster: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(_) => ExitCode::from(2),
     }
 }
