@@ -8,7 +8,7 @@ use fanout_leaf::seed::SeedGate;
 use fanout_leaf::server::LeafHandle;
 use fanout_leaf::{LeafService, RefreshPolicy, SchemaConfig, ShardIndex, WriterOptions};
 use fanout_proto::pb::leaf_client::LeafClient;
-use fanout_proto::pb::{CommitRequest, Document, IndexRequest, SearchRequest};
+use fanout_proto::pb::{CommitRequest, Document, IndexRequest, InfoRequest, SearchRequest};
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -119,7 +119,21 @@ async fn a_new_replica_serves_only_once_an_import_has_filled_it() {
     };
     client.index(batch).await.unwrap();
     // The refresh timer commits the batch; that is not the end of an import.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut committed = false;
+    for _ in 0..500 {
+        committed = client
+            .info(InfoRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .num_docs
+            == 1;
+        if committed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(committed, "the refresh timer committed the batch");
     assert!(!leaf_serving(&handle).await, "mid-import");
 
     client.commit(CommitRequest {}).await.unwrap();

@@ -70,13 +70,15 @@ async fn open_loop_counts_the_stall_against_every_request_scheduled_during_it() 
     .await[0];
     assert_eq!(report.requests, 200);
     assert_eq!(report.errors, 0);
-    // ~50 requests were due during the 500 ms stall: a quarter of them waited 250 ms or more.
-    assert!(
-        report.p90_us >= 200_000,
-        "p90 {} µs hides the stall",
-        report.p90_us
-    );
+    // ~50 of the 200 requests were due during the 500 ms stall and waited for its end: the
+    // stall reaches past the 90th percentile, to within a factor of the worst wait.
     assert!(report.max_us >= 450_000, "max {} µs", report.max_us);
+    assert!(
+        report.p90_us * 4 >= report.max_us,
+        "p90 {} µs hides the stall (max {} µs)",
+        report.p90_us,
+        report.max_us
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,10 +94,12 @@ async fn closed_loop_sees_the_stall_once() {
     )
     .await[0];
     assert!(report.max_us >= 500_000, "max {} µs", report.max_us);
+    // One slow answer among many: the 90th percentile stays a small fraction of it.
     assert!(
-        report.p90_us < 100_000,
-        "one slow answer in many: p90 {} µs",
-        report.p90_us
+        report.p90_us * 3 < report.max_us,
+        "one slow answer in many: p90 {} µs, max {} µs",
+        report.p90_us,
+        report.max_us
     );
 }
 

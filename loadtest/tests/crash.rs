@@ -41,12 +41,20 @@ async fn import(
     retries: u32,
     progress: Arc<Progress>,
 ) -> Summary {
+    import_input(topology, Input::open(path).unwrap(), retries, progress).await
+}
+
+async fn import_input(
+    topology: &Topology,
+    input: Input,
+    retries: u32,
+    progress: Arc<Progress>,
+) -> Summary {
     let options = IndexerOptions {
         batch_docs: 500,
         retries,
         ..IndexerOptions::default()
     };
-    let input = Input::open(path).unwrap();
     index_inputs(
         topology,
         vec![input],
@@ -58,8 +66,31 @@ async fn import(
     .unwrap()
 }
 
+/// An input the test feeds as it goes, so that an import cannot end before the test says.
+struct Fed {
+    chunks: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: std::io::Cursor<Vec<u8>>,
+}
+
+impl std::io::Read for Fed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.current.read(buf)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            match self.chunks.recv() {
+                Ok(chunk) => self.current = std::io::Cursor::new(chunk),
+                Err(_) => return Ok(0),
+            }
+        }
+    }
+}
+
 /// Runs an import and, once a fifth of it is acknowledged, kills `victim` with SIGKILL;
-/// `restart` says whether to start it again at once. Returns the import's summary.
+/// `restart` says whether to start it again at once. The import is fed the first two fifths
+/// of its lines, and the rest only after the kill, so that the kill always lands mid-import.
+/// Returns the import's summary.
 async fn import_and_kill(
     cluster: &mut LocalCluster,
     spec: &ClusterSpec,
@@ -69,23 +100,35 @@ async fn import_and_kill(
     retries: u32,
     restart: bool,
 ) -> Summary {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let (head, tail) = lines.split_at(2 * n / 5);
+    let (feed, chunks) = std::sync::mpsc::channel();
+    feed.send((head.join("\n") + "\n").into_bytes()).unwrap();
+    let input = Input {
+        name: "fed".into(),
+        reader: Box::new(Fed {
+            chunks,
+            current: std::io::Cursor::new(Vec::new()),
+        }),
+        size: None,
+    };
     let progress = Arc::new(Progress::default());
     let topology = cluster.topology.clone();
     let running = {
         let progress = Arc::clone(&progress);
-        let path = path.to_path_buf();
-        tokio::spawn(async move { import(&topology, &path, retries, progress).await })
+        tokio::spawn(async move { import_input(&topology, input, retries, progress).await })
     };
+    // Full batches of the head are acknowledged without waiting for the tail.
     while progress.docs() < n as u64 / 5 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     cluster.process_mut(victim).unwrap().kill().await;
-    let at_kill = progress.docs();
-    assert!(at_kill < n as u64, "the import ended before the kill");
     if restart {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         cluster.restart_leaf(spec, victim).await.unwrap();
     }
+    feed.send((tail.join("\n") + "\n").into_bytes()).unwrap();
+    drop(feed);
     running.await.unwrap()
 }
 
