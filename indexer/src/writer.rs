@@ -34,14 +34,40 @@ pub struct ReplicaFailure {
     pub replica: ReplicaAddr,
     /// Documents of this input the replica does not have.
     pub docs_missed: u64,
-    pub reason: String,
+    pub reason: WriteFailure,
+}
+
+/// Why a replica stopped taking writes: the last failed request, after its retries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteFailure {
+    /// The request: `index`, `delete` or `commit`.
+    pub what: &'static str,
+    pub replica: ReplicaAddr,
+    pub code: Code,
+    pub message: String,
+    /// Attempts made, the first included.
+    pub attempts: u32,
+}
+
+impl std::fmt::Display for WriteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} on {} failed: {} ({:?})",
+            self.what, self.replica, self.message, self.code
+        )?;
+        if self.attempts > 1 {
+            write!(f, ", after {} attempts", self.attempts)?;
+        }
+        Ok(())
+    }
 }
 
 struct ReplicaWriter {
     addr: ReplicaAddr,
     client: LeafClient<Channel>,
     /// Set once the replica failed after retries; it is not written to again in this run.
-    failure: Option<String>,
+    failure: Option<WriteFailure>,
     /// Documents it acknowledged in this run. Batches go in order, so a replica that failed
     /// holds a prefix of the run.
     acked: u64,
@@ -256,13 +282,13 @@ impl Request {
 }
 
 /// Runs `call` until it succeeds, fails for good, or runs out of retries; backs off
-/// exponentially between attempts. Returns the last failure as a message.
+/// exponentially between attempts. Returns the last failure.
 async fn with_retries<T, F, Fut>(
     options: &IndexerOptions,
     addr: &ReplicaAddr,
-    what: &str,
+    what: &'static str,
     mut call: F,
-) -> Result<T, String>
+) -> Result<T, WriteFailure>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
@@ -278,19 +304,17 @@ where
                 // per-request deadline is safe to send again.
                 let retryable =
                     is_transient(status.code()) || status.code() == Code::DeadlineExceeded;
-                let reason = format!(
-                    "{what} on {addr} failed: {} ({:?})",
-                    status.message(),
-                    status.code()
-                );
+                let failure = WriteFailure {
+                    what,
+                    replica: addr.clone(),
+                    code: status.code(),
+                    message: status.message().to_string(),
+                    attempts: attempt,
+                };
                 if !retryable || attempt > options.retries {
-                    return Err(if retryable {
-                        format!("{reason}, after {attempt} attempts")
-                    } else {
-                        reason
-                    });
+                    return Err(failure);
                 }
-                tracing::debug!(%reason, attempt, "retrying");
+                tracing::debug!(reason = %failure, "retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
