@@ -6,9 +6,9 @@
 # exit, any answer a healthy cluster may not give (a 5xx other than a missed deadline, a
 # non-JSON error, a shard lost to a broken replica), or a leaf over LEAF_RSS_MIB of memory.
 #
-#   bench/fuzz.sh [DURATION] [LEAF_RSS_MIB]        # default 10m, 1024
+#   bench/fuzz.sh [DURATION] [LEAF_RSS_MIB]        # default 10m, 512
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p fanout-loadtest
 echo "# $(date -u +%Y-%m-%d) on $(nproc) cores, $(uname -m)"
-target/release/fanout-loadtest fuzz --duration "${1:-10m}" --leaf-rss-bound-mib "${2:-1024}"
+target/release/fanout-loadtest fuzz --duration "${1:-10m}" --leaf-rss-bound-mib "${2:-512}"

@@ -35,7 +35,7 @@ pub struct FuzzArgs {
     #[command(flatten)]
     pub shape: crate::cluster::ClusterShape,
     /// Fail if a leaf's resident memory ever passes this many MiB.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 512)]
     pub leaf_rss_bound_mib: u64,
 }
 
