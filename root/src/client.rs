@@ -107,6 +107,22 @@ fn broke_mid_request(status: &tonic::Status) -> bool {
     )
 }
 
+/// Checks what the API passes on verbatim: every hit's stored fields must be JSON. A replica
+/// that sends anything else is broken, and its answer counts as a failed attempt (retried on
+/// another replica, and against this one's health) rather than reaching a client.
+pub fn check_answer(response: &pb::SearchResponse) -> Result<(), ShardError> {
+    for hit in &response.hits {
+        if let Err(e) = serde_json::from_str::<&serde_json::value::RawValue>(&hit.fields_json) {
+            tracing::warn!(id = %hit.id, error = %e, "a leaf sent stored fields that are not JSON");
+            return Err(ShardError::Leaf(format!(
+                "the stored fields of {:?} are not JSON: {e}",
+                hit.id
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One replica of one shard, as the root sees it.
 pub trait LeafClient: Send + Sync + 'static {
     /// Runs a search, giving up after `timeout`.
@@ -204,6 +220,25 @@ impl LeafClient for GrpcLeafClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_whose_stored_fields_are_not_json_is_a_leaf_error() {
+        let answer = |fields: &[&str]| pb::SearchResponse {
+            hits: fields
+                .iter()
+                .map(|f| pb::Hit {
+                    id: "a".into(),
+                    score: 1.0,
+                    fields_json: f.to_string(),
+                })
+                .collect(),
+            ..Default::default()
+        };
+        assert!(check_answer(&answer(&[r#"{"title":"x"}"#, "{}"])).is_ok());
+        let bad = check_answer(&answer(&[r#"{"title":"x"}"#, "{"]));
+        assert!(matches!(bad, Err(ShardError::Leaf(m)) if m.contains("not JSON")));
+        assert!(ShardError::Leaf(String::new()).is_retryable(false));
+    }
 
     fn transport(error: impl std::error::Error + Send + Sync + 'static) -> ShardError {
         ShardError::from_status(&tonic::Status::from_error(Box::new(error)))

@@ -23,7 +23,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::choose::choose;
-use crate::client::ShardError;
+use crate::client::{check_answer, ShardError};
 use crate::cluster::{Cluster, Replica, ReplicaSet};
 use crate::config::RootConfig;
 use crate::metrics::AttemptKind;
@@ -127,6 +127,7 @@ async fn attempt(
     let in_flight = InFlight::new(&replica.state, policy);
     let timeout = deadline.saturating_duration_since(Instant::now());
     let result = replica.client.search(request, timeout).await;
+    let result = result.and_then(|response| check_answer(&response).map(|()| response));
     (slot, result, in_flight.started.elapsed())
 }
 

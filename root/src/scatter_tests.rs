@@ -344,3 +344,27 @@ async fn a_connection_broken_under_a_proven_query_is_retried_like_any_failure() 
     // One failure per broken connection, as for any failure: ejected after the second.
     assert_eq!(dying.calls(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_is_not_json_fails_its_replica_and_is_retried() {
+    let config = RootConfig::default();
+    let garbled = FakeLeaf::with(Behaviour::Garbled);
+    let healthy = FakeLeaf::ok(1);
+    let cluster = cluster(vec![vec![garbled.clone(), healthy.clone()]], &config);
+    // The healthy replica looks busy, so the garbled one is the primary.
+    for _ in 0..3 {
+        cluster.shards()[0].replicas()[1].state.start();
+    }
+    let (out, _) = one(&cluster, &config, ms(300), NO_HEDGE).await;
+    assert!(out[0].result.is_ok(), "{:?}", out[0].result);
+    let kinds: Vec<_> = out[0]
+        .attempts
+        .iter()
+        .map(|a| (a.kind, &a.outcome))
+        .collect();
+    assert!(
+        matches!(&kinds[..], [(AttemptKind::Primary, AttemptOutcome::Failed(why)), (AttemptKind::Retry, AttemptOutcome::Won)] if why.contains("not JSON")),
+        "{kinds:?}"
+    );
+    assert!(cluster.shards()[0].replicas()[0].state.is_failing());
+}

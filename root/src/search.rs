@@ -248,15 +248,7 @@ pub async fn search(
         stats_us,
         total_hits: answered.total_hits,
         partial: !answered.failed.is_empty(),
-        hits: merge_top_k(answered.partials, plan.from, plan.size)
-            .into_iter()
-            .map(|h| HitOut {
-                id: h.id,
-                score: h.score,
-                shard: h.shard,
-                fields: h.fields,
-            })
-            .collect(),
+        hits: page(merge_top_k(answered.partials, plan.from, plan.size))?,
         shards: ShardsSummary {
             total,
             successful: total - answered.failed.len(),
@@ -295,7 +287,7 @@ async fn scoring_stats(
 
 /// What the shards' outcomes add up to, before the page is merged.
 struct Gathered {
-    partials: Vec<Vec<ShardHit<Box<RawValue>>>>,
+    partials: Vec<Vec<ShardHit<String>>>,
     total_hits: u64,
     failed: Vec<ShardFailure>,
     details: Vec<ShardDetail>,
@@ -328,17 +320,25 @@ impl Gathered {
             gathered
                 .details
                 .push(ShardDetail::new(shard, outcome.attempts, debug));
-            let failure = match outcome.result.and_then(|(replica, response)| {
-                let hits = stored_fields_as_json(shard, response.hits)?;
-                Ok((replica, response.generation, response.total_hits, hits))
-            }) {
-                Ok((replica, generation, total_hits, hits)) => {
+            let failure = match outcome.result {
+                Ok((replica, response)) => {
                     cluster.known_good.record(run, shard);
                     // A new generation means the shard changed: its statistics must be read
                     // again.
-                    cluster.stats.observe(shard, &replica, generation);
-                    gathered.total_hits += total_hits;
-                    gathered.partials.push(hits);
+                    cluster.stats.observe(shard, &replica, response.generation);
+                    gathered.total_hits += response.total_hits;
+                    gathered.partials.push(
+                        response
+                            .hits
+                            .into_iter()
+                            .map(|h| ShardHit {
+                                id: h.id,
+                                score: h.score,
+                                shard,
+                                fields: h.fields_json,
+                            })
+                            .collect(),
+                    );
                     continue;
                 }
                 Err(ShardError::InvalidArgument(message)) => {
@@ -387,23 +387,22 @@ impl Gathered {
     }
 }
 
-/// A shard's hits with their stored fields checked to be JSON, as the API passes them on
-/// verbatim. A leaf that sends anything else is broken: its shard's answer is refused, with a
-/// warning, rather than passed on or papered over.
-fn stored_fields_as_json(
-    shard: ShardId,
-    hits: Vec<pb::Hit>,
-) -> Result<Vec<ShardHit<Box<RawValue>>>, ShardError> {
+/// The page's hits as the API gives them, stored fields passed on verbatim. Scatter refused
+/// any answer whose fields are not JSON ([`crate::client::check_answer`]), so a failure here is
+/// a bug, reported rather than papered over.
+fn page(hits: Vec<ShardHit<String>>) -> Result<Vec<HitOut>, ApiError> {
     hits.into_iter()
         .map(|h| {
-            let fields = RawValue::from_string(h.fields_json).map_err(|e| {
-                tracing::warn!(shard, id = %h.id, error = %e, "a leaf sent stored fields that are not JSON");
-                ShardError::Leaf(format!("the stored fields of {:?} are not JSON: {e}", h.id))
+            let fields = RawValue::from_string(h.fields).map_err(|e| {
+                ApiError::Unavailable(format!(
+                    "shard {}: the stored fields of {:?} are not JSON: {e}",
+                    h.shard, h.id
+                ))
             })?;
-            Ok(ShardHit {
+            Ok(HitOut {
                 id: h.id,
                 score: h.score,
-                shard,
+                shard: h.shard,
                 fields,
             })
         })
@@ -456,19 +455,5 @@ mod tests {
         assert!(err.to_string().contains("at most 30000"), "{err}");
         let err = params("  ").validate(&config).unwrap_err();
         assert!(err.to_string().contains("q is required"), "{err}");
-    }
-
-    #[test]
-    fn stored_fields_that_are_not_json_fail_the_shard() {
-        let hit = |fields: &str| pb::Hit {
-            id: "a".into(),
-            score: 1.0,
-            fields_json: fields.into(),
-        };
-        let good = stored_fields_as_json(3, vec![hit(r#"{"title":"x"}"#)]).unwrap();
-        assert_eq!(good[0].fields.get(), r#"{"title":"x"}"#);
-        assert_eq!(good[0].shard, 3);
-        let bad = stored_fields_as_json(3, vec![hit(r#"{"title":"x"}"#), hit("{")]);
-        assert!(matches!(bad, Err(ShardError::Leaf(m)) if m.contains("not JSON")));
     }
 }

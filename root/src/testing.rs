@@ -21,6 +21,8 @@ pub enum Behaviour {
     Fail(ShardError),
     /// Never answers (a paused or wedged process).
     Stall,
+    /// Answers at once with a hit whose stored fields are not JSON (a broken leaf).
+    Garbled,
 }
 
 /// A fake replica whose behaviour can change while a test runs.
@@ -99,6 +101,15 @@ impl LeafClient for Arc<FakeLeaf> {
                 }
                 Behaviour::Fail(e) => Err(e),
                 Behaviour::Stall => std::future::pending().await,
+                Behaviour::Garbled => Ok(pb::SearchResponse {
+                    total_hits: 1,
+                    hits: vec![pb::Hit {
+                        id: "a".into(),
+                        score: 1.0,
+                        fields_json: "{\"title\": ".into(),
+                    }],
+                    ..Default::default()
+                }),
             };
             guard.done = true;
             result
@@ -119,6 +130,7 @@ impl LeafClient for Arc<FakeLeaf> {
                 }
                 Behaviour::Fail(e) => Err(e),
                 Behaviour::Stall => std::future::pending().await,
+                Behaviour::Garbled => Ok(pb::StatsResponse::default()),
             }
         })
     }
