@@ -32,14 +32,15 @@ pub struct Args {
     /// Schema file (TOML); the built-in schema fits {id, title, body, author, date} documents.
     #[arg(long, env = "FANOUT_LEAF_SCHEMA")]
     pub schema: Option<PathBuf>,
-    /// Indexing threads.
+    /// Indexing threads, 1 to 64.
     #[arg(long, env = "FANOUT_LEAF_WRITER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub writer_threads: u32,
     /// Searches run at once; more wait (and are skipped if cancelled while waiting).
     /// Default: the number of CPUs.
     #[arg(long, env = "FANOUT_LEAF_MAX_CONCURRENT_SEARCHES", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_searches: Option<u32>,
-    /// Memory budget of the index writer, in MiB (tantivy needs at least 15 per thread).
+    /// Memory budget of the index writer, in MiB, shared by its threads: at least 15 per
+    /// thread.
     #[arg(long, env = "FANOUT_LEAF_WRITER_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(15..))]
     pub writer_memory_mb: u32,
     /// Longest time an acknowledged write waits to become searchable: the leaf commits this
@@ -70,6 +71,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => SchemaConfig::load(path)?,
         None => SchemaConfig::default(),
     };
+    if args.writer_memory_mb < 15 * args.writer_threads {
+        anyhow::bail!(
+            "--writer-memory-mb ({}) must be at least 15 per writer thread ({} for --writer-threads {})",
+            args.writer_memory_mb,
+            15 * args.writer_threads,
+            args.writer_threads
+        );
+    }
     let writer = WriterOptions {
         threads: args.writer_threads as usize,
         memory_bytes: (args.writer_memory_mb as usize) << 20,

@@ -85,7 +85,7 @@ pub struct IndexBenchArgs {
     #[command(flatten)]
     pub shape: ClusterShape,
     /// Runs of each, alternating.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::args::at_least_one)]
     pub runs: usize,
     /// Indexing threads of tantivy alone (default: the number of CPUs).
     #[arg(long)]
@@ -104,7 +104,7 @@ pub struct SimArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,10,30,100,300,1000")]
     pub leaves: Vec<usize>,
     /// Queries simulated per width.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = crate::args::at_least_one)]
     pub queries: usize,
     /// Hedge once a leaf request is slower than this percentile of the leaf distribution.
     #[arg(long, default_value_t = 0.95)]
@@ -216,8 +216,7 @@ async fn index_bench(args: IndexBenchArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let scratch = tempfile::tempdir()?;
     let spec = args.shape.spec(scratch.path(), args.leaf_arg.clone())?;
-    let runs =
-        crate::ingest::compare(&spec, &corpus, args.runs.max(1), threads, scratch.path()).await?;
+    let runs = crate::ingest::compare(&spec, &corpus, args.runs, threads, scratch.path()).await?;
     let findings = crate::ingest::Findings::of(&runs);
     let cluster = format!("cluster {}x{}", args.shape.shards, args.shape.replicas);
     println!("{}", findings.report(&cluster, threads));
@@ -276,7 +275,7 @@ fn sim(args: SimArgs) -> anyhow::Result<()> {
     let rows = simulate(
         &model,
         &args.leaves,
-        args.queries.max(1),
+        args.queries,
         args.hedge_percentile,
         args.seed,
     );

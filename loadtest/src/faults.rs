@@ -8,6 +8,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
+use crate::args::parse_duration;
 use crate::schedule::pause_windows;
 
 /// A fault and its victim.
@@ -92,27 +93,12 @@ pub fn parse_kill(spec: &str) -> Result<(String, Duration), String> {
     }
 }
 
-/// Parses a duration as every fanout command does, with humantime: `250ms`, `2s`, `1m 30s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{s:?} is not a duration like 250ms or 2s: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_fault_specs() {
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(
-            parse_duration("1s 500ms").unwrap(),
-            Duration::from_millis(1_500)
-        );
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("2").is_err(), "a unit is required");
-        assert!(parse_duration("2 parsecs").is_err());
-        assert!(parse_duration("-1s").is_err());
         assert_eq!(
             parse_pause("leaf-0-0:2s:200ms").unwrap(),
             (

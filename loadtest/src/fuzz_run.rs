@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -21,10 +23,10 @@ use crate::fuzz::{case, judge, leaf_case, leaf_code_is_fine};
 #[derive(Debug, Clone, Args)]
 pub struct FuzzArgs {
     /// How long to run (`10m`, `30s`).
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = crate::args::parse_duration)]
     pub duration: Duration,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = crate::args::at_least_one)]
     pub concurrency: usize,
     /// Seed of the cases; worker `w` uses `seed + w`.
     #[arg(long, default_value_t = 14)]
@@ -112,7 +114,7 @@ pub async fn run(args: FuzzArgs) -> anyhow::Result<()> {
     }
     cluster.stop().await;
 
-    let tally = tally.lock().unwrap();
+    let tally = tally.lock();
     let requests: u64 = tally.http.values().sum::<u64>() + tally.grpc.values().sum::<u64>();
     println!("requests: {requests} over {:?}", args.duration);
     println!("HTTP statuses: {:?}", tally.http);
@@ -198,7 +200,7 @@ async fn worker(
                 n += 1;
                 let leaf = &leaves[n % leaves.len()];
                 let code = leaf_search(leaf, request.clone()).await;
-                let mut tally = tally.lock().unwrap();
+                let mut tally = tally.lock();
                 *tally.grpc.entry(format!("{code:?}")).or_default() += 1;
                 if !leaf_code_is_fine(code) {
                     let query: String = request.query.chars().take(200).collect();
@@ -216,7 +218,7 @@ async fn worker(
                     }
                     Err(e) => (0, e.to_string().into_bytes().into()),
                 };
-                let mut tally = tally.lock().unwrap();
+                let mut tally = tally.lock();
                 *tally.http.entry(status).or_default() += 1;
                 if let Err(why) = judge(status, &body) {
                     let params: Vec<(String, String)> = case

@@ -3,7 +3,9 @@
 //! tantivy index (the direct baseline), with scenarios interleaved request by request.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use fanout_leaf::{LeafService, ShardIndex};
@@ -223,7 +225,7 @@ pub async fn run_load(
                 shared.failed.fetch_add(1, Ordering::Relaxed);
             }
             if sent_at >= measure_from {
-                let mut recorder = shared.recorders[scenario].lock().expect("recorder lock");
+                let mut recorder = shared.recorders[scenario].lock();
                 match result {
                     Ok(answer) => recorder.answered(latency, &answer),
                     Err(kind) => recorder.failed(kind),
@@ -259,7 +261,7 @@ pub async fn run_load(
                     one(i, Instant::now()).await;
                 }
             };
-            futures::future::join_all((0..concurrency.max(1)).map(|_| client())).await;
+            futures::future::join_all((0..concurrency).map(|_| client())).await;
         }
     }
     if let Some(p) = progress {
@@ -270,11 +272,7 @@ pub async fn run_load(
         .recorders
         .iter()
         .zip(&plan.scenarios)
-        .map(|(r, s)| {
-            r.lock()
-                .expect("recorder lock")
-                .report(&s.name, plan.duration)
-        })
+        .map(|(r, s)| r.lock().report(&s.name, plan.duration))
         .collect();
     if let Some(Ok((before, after))) = match cpu {
         Some(task) => Some(task.await),

@@ -9,10 +9,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use crate::args::{at_least_one, parse_duration};
 use crate::cluster::{sibling_binary, ClusterSpec, LocalCluster};
 use crate::cpu::CpuMeter;
 use crate::direct::{build_direct_index, corpus_name, corpus_or_demo, load_queries};
-use crate::faults::{parse_duration, parse_kill, parse_pause, run_faults, Fault};
+use crate::faults::{parse_kill, parse_pause, run_faults, Fault};
 use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
 use crate::report::{rows, table, ScenarioReport};
 use crate::schedule::Arrivals;
@@ -50,7 +51,7 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "concurrency", env = "FANOUT_LOADTEST_RATE")]
     pub rate: Option<f64>,
     /// Closed loop: clients each waiting for their last answer.
-    #[arg(long, env = "FANOUT_LOADTEST_CONCURRENCY")]
+    #[arg(long, env = "FANOUT_LOADTEST_CONCURRENCY", value_parser = at_least_one)]
     pub concurrency: Option<usize>,
     /// Open-loop arrivals.
     #[arg(long, value_enum, default_value_t = Arrivals::Poisson, env = "FANOUT_LOADTEST_ARRIVALS")]

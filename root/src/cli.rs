@@ -74,7 +74,7 @@ pub struct Args {
     /// Deadline of a search that names none, in milliseconds.
     #[arg(long, env = "FANOUT_ROOT_DEFAULT_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub default_timeout_ms: u64,
-    /// Longest deadline a search may ask for, in milliseconds.
+    /// Longest deadline a search may ask for, in milliseconds; at least --default-timeout-ms.
     #[arg(long, env = "FANOUT_ROOT_MAX_TIMEOUT_MS", default_value_t = 30_000)]
     pub max_timeout_ms: u64,
     /// How often replicas' health is probed, in milliseconds.
@@ -95,7 +95,8 @@ pub struct Args {
     /// Shortest hedge delay, in milliseconds.
     #[arg(long, env = "FANOUT_ROOT_HEDGE_MIN_DELAY_MS", default_value_t = 1)]
     pub hedge_min_delay_ms: u64,
-    /// Longest hedge delay, in milliseconds (also used until a shard has enough latencies).
+    /// Longest hedge delay, in milliseconds (also used until a shard has enough latencies); at
+    /// least --hedge-min-delay-ms.
     #[arg(long, env = "FANOUT_ROOT_HEDGE_MAX_DELAY_MS", default_value_t = 200)]
     pub hedge_max_delay_ms: u64,
     /// Hedges allowed per primary request on average (a token bucket).
@@ -110,7 +111,7 @@ pub struct Args {
     /// First ejection's length in milliseconds; doubles with each further ejection.
     #[arg(long, env = "FANOUT_ROOT_EJECT_BACKOFF_MS", default_value_t = 1_000)]
     pub eject_backoff_ms: u64,
-    /// Longest ejection, in milliseconds.
+    /// Longest ejection, in milliseconds; at least --eject-backoff-ms.
     #[arg(
         long,
         env = "FANOUT_ROOT_EJECT_MAX_BACKOFF_MS",
