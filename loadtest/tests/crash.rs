@@ -120,7 +120,14 @@ async fn import_and_kill(
         tokio::spawn(async move { import_input(&topology, input, retries, progress).await })
     };
     // Full batches of the head are acknowledged without waiting for the tail.
+    let waited = tokio::time::Instant::now();
     while progress.docs() < n as u64 / 5 {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "only {} documents acknowledged of the first {}",
+            progress.docs(),
+            head.len()
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     cluster.process_mut(victim).unwrap().kill().await;

@@ -3,7 +3,8 @@
 //! before it. A new module must be placed in its crate's list, and an import that points up
 //! fails here with the pair that does it.
 //!
-//! Test-only files (`*_tests.rs`, `testing.rs`) and comments are not read.
+//! Test-only code (`*_tests.rs`, `testing.rs`, what follows a file's first `#[cfg(test)]`)
+//! and comments are not read.
 
 use std::path::Path;
 
@@ -54,6 +55,7 @@ const CRATES: &[(&str, &[&str])] = &[
     (
         "loadtest",
         &[
+            "args",
             "schedule",
             "cpu",
             "breakdown",
@@ -81,21 +83,52 @@ const CRATES: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// The modules `text` uses through `crate::NAME`, outside comments.
+/// The modules `text` uses through `crate::NAME` or `crate::{NAME, ...}`, outside comments.
 fn crate_imports(text: &str) -> Vec<String> {
     let mut found = Vec::new();
-    for line in text.lines() {
-        let code = line.split("//").next().unwrap_or("");
-        let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            rest = &rest[at + "crate::".len()..];
-            let name: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() && !found.contains(&name) {
-                found.push(name);
+    let mut add = |name: String| {
+        if !name.is_empty() && !found.contains(&name) {
+            found.push(name);
+        }
+    };
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    // Test modules come last in a file and may use anything.
+    let text = text.split("#[cfg(test)]").next().unwrap_or("");
+    let code: String = text
+        .lines()
+        .map(|line| line.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        match rest.strip_prefix('{') {
+            // A group: the first name after each comma at its own depth.
+            Some(group) => {
+                let mut depth = 0;
+                let mut start = 0;
+                for (i, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            add(ident(&group[start..i]));
+                            break;
+                        }
+                        '}' => depth -= 1,
+                        ',' if depth == 0 => {
+                            add(ident(&group[start..i]));
+                            start = i + 1;
+                        }
+                        _ => {}
+                    }
+                }
             }
+            None => add(ident(rest)),
         }
     }
     found
@@ -140,8 +173,7 @@ fn every_import_points_down() {
                 wrong.push(format!("{krate}/{module} is not in its crate's list"));
                 continue;
             };
-            // `testing` holds test doubles, used only by `#[cfg(test)]` code.
-            for used in crate_imports(&text).into_iter().filter(|u| u != "testing") {
+                    for used in crate_imports(&text) {
                 match rank(&used) {
                     Some(r) if r < own || used == module => {}
                     Some(_) => wrong.push(format!("{krate}: {module} uses {used}, above it")),
@@ -157,4 +189,6 @@ fn every_import_points_down() {
 fn imports_are_found_outside_comments_only() {
     let text = "use crate::a::B;\n// crate::c\nlet x = crate::d::f(); // crate::e\n";
     assert_eq!(crate_imports(text), ["a", "d"]);
+    let grouped = "use crate::{f::G, h::{I, J}, k};";
+    assert_eq!(crate_imports(grouped), ["f", "h", "k"]);
 }
