@@ -30,8 +30,10 @@ use crate::run::{index_inputs, Input, Summary};
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// A subcommand; without one, index.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// What to index, and how, when no subcommand is given.
     #[command(flatten)]
     pub index: Args,
 }

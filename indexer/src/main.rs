@@ -1,3 +1,5 @@
+//! `fanout-indexer`: bulk-index NDJSON into a fanout cluster.
+
 use std::process::ExitCode;
 
 use clap::Parser;

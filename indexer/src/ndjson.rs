@@ -10,16 +10,27 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 /// Why one input line is not indexed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
+    /// The line holds nothing but whitespace.
     #[error("empty line")]
     Empty,
+    /// The line is not UTF-8; the byte offset of the first bad byte.
     #[error("line is not valid UTF-8 (at byte {0})")]
     InvalidUtf8(usize),
+    /// The line is longer than `--max-line-bytes`.
     #[error("line is {len} bytes, over the limit of {limit} bytes")]
-    TooLong { len: usize, limit: usize },
+    TooLong {
+        /// The line's length, in bytes.
+        len: usize,
+        /// The longest line accepted.
+        limit: usize,
+    },
+    /// The line is not JSON: the parser's message.
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
+    /// The document has no id field: its name.
     #[error("missing id field {0:?}")]
     MissingId(String),
+    /// The id field holds neither a non-empty string nor an integer: its name.
     #[error("id field {0:?} must be a non-empty string or an integer")]
     BadId(String),
     /// A leaf refused the document (a field of the wrong type, for example).

@@ -10,7 +10,9 @@ use fanout_proto::{shard_for_id, ShardId};
 /// Counts, for a move from `from` to `to` shards, where each document goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReshardPlan {
+    /// Shards now.
     pub from: u32,
+    /// Shards after the change.
     pub to: u32,
     /// Documents per (old shard, new shard) pair, including those that stay.
     pub flows: BTreeMap<(ShardId, ShardId), u64>,

@@ -11,8 +11,11 @@ use crate::ndjson::LineError;
 /// A line that was not indexed, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reject {
+    /// The input the line came from.
     pub source: Arc<str>,
+    /// Its line number, from 1.
     pub line: u64,
+    /// Why it was not indexed.
     pub reason: LineError,
 }
 

@@ -18,7 +18,9 @@ use crate::writer::{Batch, ReplicaFailure, ShardWriter};
 
 /// One input: a name for messages and a byte stream (plain or gzip NDJSON).
 pub struct Input {
+    /// A name for messages: the path, or `<stdin>`.
     pub name: Arc<str>,
+    /// Its bytes, plain or gzip NDJSON.
     pub reader: Box<dyn Read + Send>,
     /// Bytes the input holds, when known (a file), for the progress display's ETA.
     pub size: Option<u64>,
@@ -79,6 +81,7 @@ pub struct Summary {
     pub replica_failures: Vec<ReplicaFailure>,
     /// Inputs that could not be read to the end.
     pub input_errors: Vec<String>,
+    /// Wall-clock time of the run.
     pub elapsed: Duration,
 }
 
@@ -92,8 +95,10 @@ impl Summary {
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// A replica address of the topology is not a valid endpoint.
     #[error("invalid replica address: {0}")]
     Address(#[from] tonic::transport::Error),
+    /// The rejects file could not be written.
     #[error("cannot write the rejects file: {0}")]
     RejectsFile(io::Error),
 }

@@ -23,17 +23,22 @@ use crate::rejects::{Reject, RejectLog};
 pub struct Batch {
     /// JSON documents, or ids in delete mode.
     pub docs: Vec<String>,
+    /// Per document, where it came from: input name and line number.
     pub origins: Vec<(Arc<str>, u64)>,
+    /// The documents' size in bytes.
     pub bytes: usize,
 }
 
 /// A replica that stopped taking writes, and what it missed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaFailure {
+    /// The replica's shard.
     pub shard: ShardId,
+    /// The replica.
     pub replica: ReplicaAddr,
     /// Documents of this input the replica does not have.
     pub docs_missed: u64,
+    /// Why it stopped taking writes.
     pub reason: WriteFailure,
 }
 
@@ -42,8 +47,11 @@ pub struct ReplicaFailure {
 pub struct WriteFailure {
     /// The request: `index`, `delete` or `commit`.
     pub what: &'static str,
+    /// The replica it went to.
     pub replica: ReplicaAddr,
+    /// The gRPC code of the last failure.
     pub code: Code,
+    /// Its message.
     pub message: String,
     /// Attempts made, the first included.
     pub attempts: u32,
@@ -87,9 +95,11 @@ pub struct ShardWriter {
 /// What became of one shard at the end of a run.
 #[derive(Debug)]
 pub struct ShardReport {
+    /// The shard written.
     pub shard: ShardId,
     /// Documents acknowledged by every replica.
     pub docs_indexed: u64,
+    /// Replicas that stopped taking writes, and what each missed.
     pub failures: Vec<ReplicaFailure>,
 }
 

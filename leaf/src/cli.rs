@@ -61,6 +61,7 @@ pub struct Args {
     /// directory.
     #[arg(long, env = "FANOUT_LEAF_AWAIT_SEED")]
     pub await_seed: bool,
+    /// Limits on what one query may ask, shared with the root.
     #[command(flatten)]
     pub query: fanout_proto::query::QueryLimitArgs,
 }

@@ -30,7 +30,9 @@ pub enum Stopped {
 /// When a search should stop: a flag its caller sets on leaving, and a deadline.
 #[derive(Debug, Default)]
 pub struct Interrupt<'a> {
+    /// Set when the caller gave up.
     pub cancelled: Option<&'a AtomicBool>,
+    /// When the search must stop.
     pub deadline: Option<Instant>,
 }
 
@@ -62,7 +64,9 @@ impl Interrupt<'_> {
 /// A collector that stops, with an error, when its interrupt fires. It drives each segment's
 /// scorer itself rather than through tantivy's `for_each`, which cannot be stopped midway.
 pub struct Interruptible<'a, C> {
+    /// The collector wrapped.
     pub inner: C,
+    /// When to stop.
     pub interrupt: &'a Interrupt<'a>,
 }
 

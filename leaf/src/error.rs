@@ -16,7 +16,12 @@ pub enum LeafError {
     InvalidArgument(String),
     /// A batch was routed to a leaf that does not serve its shard.
     #[error("batch for shard {sent_to} was sent to a leaf serving shard {serves}")]
-    WrongShard { sent_to: ShardId, serves: ShardId },
+    WrongShard {
+        /// The shard the batch was for.
+        sent_to: ShardId,
+        /// The shard this leaf serves.
+        serves: ShardId,
+    },
     /// The leaf's configuration or data directory is unusable.
     #[error("configuration error: {0}")]
     Config(String),

@@ -55,7 +55,9 @@ impl Default for WriterOptions {
 /// A hit as the leaf returns it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeafHit {
+    /// The document's id.
     pub id: String,
+    /// Its BM25 score.
     pub score: f32,
     /// The stored fields as one JSON object, ready for the wire: a field with one value maps
     /// to it, a field with several to an array.
@@ -65,15 +67,20 @@ pub struct LeafHit {
 /// A shard's answer to one query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeafHits {
+    /// Documents that matched, all of them, not only those returned.
     pub total_hits: u64,
+    /// The top hits, best first.
     pub hits: Vec<LeafHit>,
+    /// The commit the search read, which changes when the shard's contents do.
     pub generation: u64,
 }
 
 /// The outcome of indexing a batch: per-document rejections by position.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BatchOutcome {
+    /// Documents taken.
     pub accepted: u32,
+    /// Documents refused: their position in the batch, and why.
     pub rejected: Vec<(u32, String)>,
 }
 

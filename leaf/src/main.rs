@@ -1,3 +1,5 @@
+//! `fanout-leaf`: serve one replica of one shard.
+
 use std::process::ExitCode;
 
 use clap::Parser;

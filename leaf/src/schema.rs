@@ -46,13 +46,18 @@ pub enum FieldType {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldConfig {
+    /// The field's name in documents and queries.
     pub name: String,
+    /// What it holds.
     #[serde(rename = "type")]
     pub field_type: FieldType,
+    /// Returned with hits.
     #[serde(default = "yes")]
     pub stored: bool,
+    /// Searchable.
     #[serde(default = "yes")]
     pub indexed: bool,
+    /// Kept column-wise, for `field:*` and sorting.
     #[serde(default)]
     pub fast: bool,
     /// Text fields only: the tokenizer. `default` splits on non-alphanumerics and lowercases;
@@ -70,8 +75,11 @@ fn yes() -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaConfig {
+    /// The field that holds each document's id.
     pub id_field: String,
+    /// Fields a query term without a field searches.
     pub default_fields: Vec<String>,
+    /// Every field.
     #[serde(rename = "field")]
     pub fields: Vec<FieldConfig>,
 }
@@ -79,24 +87,40 @@ pub struct SchemaConfig {
 /// What is wrong with a schema file.
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
+    /// The schema file could not be read.
     #[error("cannot read schema file {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The schema file is not valid TOML for a schema.
     #[error("invalid schema file {path}: {source}")]
     Parse {
+        /// The file.
         path: String,
+        /// Where and why.
         source: toml::de::Error,
     },
+    /// Two fields have this name.
     #[error("field {0:?} is defined twice")]
     Duplicate(String),
+    /// The id field is not a stored, indexed keyword field.
     #[error("id field {0:?} must be a stored, indexed keyword field")]
     BadIdField(String),
+    /// A default field is not an indexed text or keyword field.
     #[error("default field {0:?} must be an indexed text or keyword field of the schema")]
     BadDefaultField(String),
+    /// A field names a tokenizer that does not exist.
     #[error("field {field:?}: unknown tokenizer {tokenizer:?} (known: default, en_stem, en, raw)")]
-    UnknownTokenizer { field: String, tokenizer: String },
+    UnknownTokenizer {
+        /// The field.
+        field: String,
+        /// The tokenizer it names.
+        tokenizer: String,
+    },
+    /// A field that is not text names a tokenizer.
     #[error("field {0:?}: only text fields take a tokenizer")]
     TokenizerOnNonText(String),
 }

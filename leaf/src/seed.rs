@@ -25,6 +25,7 @@ impl SeedGate {
         Self { marker, seeded }
     }
 
+    /// Whether an import has been through to its end on this replica.
     pub fn is_seeded(&self) -> bool {
         *self.seeded.borrow()
     }

@@ -88,15 +88,25 @@ impl Drop for Pending {
 /// What a leaf says about itself.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LeafInfo {
+    /// The shard served.
     pub shard: ShardId,
+    /// The replica's name.
     pub replica: String,
+    /// Documents searchable now.
     pub num_docs: u64,
+    /// The commit searches read.
     pub generation: u64,
+    /// The schema's id field.
     pub id_field: String,
+    /// The schema's default fields.
     pub default_fields: Vec<String>,
+    /// Searches run since the start.
     pub searches_run: u64,
+    /// Searches skipped because their caller left before they started.
     pub searches_skipped: u64,
+    /// Write-ahead log records replayed at the start.
     pub replayed_records: u64,
+    /// Batches acknowledged and not yet committed.
     pub uncommitted_batches: u64,
 }
 

@@ -63,8 +63,11 @@ pub fn term_key(term: &Term) -> Vec<u8> {
 /// Scores with statistics a root supplied, falling back to the shard's own for anything they
 /// lack (a term the root did not know the query uses).
 pub struct SuppliedStats<'a> {
+    /// The statistics the caller sent.
     pub supplied: &'a CorpusStats,
+    /// The shard's schema.
     pub schema: &'a Schema,
+    /// The shard's own statistics, for terms the caller did not send.
     pub local: &'a Searcher,
 }
 

@@ -38,22 +38,36 @@ pub enum OpKind {
 /// One record read back from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// Its sequence number, one more than the record before.
     pub seq: u64,
+    /// Upserts or deletes.
     pub kind: OpKind,
+    /// The documents (JSON) or ids.
     pub items: Vec<String>,
 }
 
 /// Why the log could not be opened or written.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
+    /// Reading or writing a log file failed.
     #[error("write-ahead log I/O on {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A record in the middle of a file is bad: restore the replica from another.
     #[error("write-ahead log {path} is corrupt at byte {offset}: {why}")]
     Corrupt {
+        /// The file.
         path: PathBuf,
+        /// Where the bad record starts.
         offset: u64,
+        /// What is wrong with it.
         why: String,
     },
+    /// An earlier write failed midway: nothing more is appended.
     #[error("write-ahead log is unusable after an earlier write failure; restart the leaf")]
     Poisoned,
 }

@@ -75,6 +75,7 @@ impl Default for PartsRecorder {
 }
 
 impl PartsRecorder {
+    /// Adds one request's latency and the times its hops reported.
     pub fn record(&mut self, latency: Duration, timing: &Timing) {
         let latency_us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
         for (i, part) in timing.parts(latency_us).into_iter().enumerate() {
@@ -106,13 +107,18 @@ impl PartsRecorder {
 pub struct Breakdown {
     /// Requests with a timing report.
     pub requests: u64,
+    /// The hops, in request order.
     pub parts: Vec<Part>,
 }
 
+/// One hop of a request: its median and mean time.
 #[derive(Clone, Debug, Serialize)]
 pub struct Part {
+    /// The hop.
     pub name: String,
+    /// Its median, in µs.
     pub p50_us: u64,
+    /// Its mean, in µs.
     pub mean_us: f64,
 }
 

@@ -13,10 +13,12 @@ use crate::sim::{sim_table, simulate, LeafModel};
 #[derive(Debug, Parser)]
 #[command(name = "fanout-loadtest", version)]
 pub struct Cli {
+    /// What to run.
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Send load to a root (or a local cluster it starts) and report latency per scenario.
@@ -42,6 +44,7 @@ pub enum Command {
     Fuzz(crate::fuzz_run::FuzzArgs),
 }
 
+/// `stats-bench`: query latency with cold, warm and per-shard statistics.
 #[derive(Debug, Clone, Args)]
 pub struct StatsBenchArgs {
     /// The NDJSON corpus; default: the bundled demo corpus.
@@ -50,6 +53,7 @@ pub struct StatsBenchArgs {
     /// Queries: the sbg JSONL log or plain lines.
     #[arg(long)]
     pub queries: PathBuf,
+    /// The cluster to start.
     #[command(flatten)]
     pub shape: ClusterShape,
     /// Write the passes as JSON to this file.
@@ -57,6 +61,7 @@ pub struct StatsBenchArgs {
     pub json: Option<PathBuf>,
 }
 
+/// `relevance`: nDCG@10 and Recall@100 on a BEIR collection.
 #[derive(Debug, Clone, Args)]
 pub struct RelevanceArgs {
     /// The collection's directory: corpus.jsonl.gz, queries.jsonl, qrels/test.tsv.
@@ -69,6 +74,7 @@ pub struct RelevanceArgs {
     /// does for BEIR; `separate` searches title and text fields, each scored on its own.
     #[arg(long, default_value = "combined", value_parser = ["combined", "separate"])]
     pub fields: String,
+    /// The cluster to start.
     #[command(flatten)]
     pub shape: ClusterShape,
     /// Write the figures as JSON to this file.
@@ -76,12 +82,14 @@ pub struct RelevanceArgs {
     pub json: Option<PathBuf>,
 }
 
+/// `index-bench`: bulk indexing into a cluster against tantivy alone.
 #[derive(Debug, Clone, Args)]
 pub struct IndexBenchArgs {
     /// An NDJSON file (plain or gzip) of the corpus; repeat for a corpus of several files, read
     /// one after another. Default: the bundled demo corpus.
     #[arg(long)]
     pub corpus: Vec<PathBuf>,
+    /// The cluster to start.
     #[command(flatten)]
     pub shape: ClusterShape,
     /// Runs of each, alternating.
@@ -98,6 +106,7 @@ pub struct IndexBenchArgs {
     pub json: Option<PathBuf>,
 }
 
+/// `sim`: the root's latency at many leaves, simulated.
 #[derive(Debug, Clone, Args)]
 pub struct SimArgs {
     /// Fan-out widths to simulate, comma-separated.
@@ -127,6 +136,7 @@ pub struct SimArgs {
     /// The scenario of the measured report to use (default: the first).
     #[arg(long)]
     pub scenario: Option<String>,
+    /// Seed of the simulation's random numbers.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }

@@ -37,7 +37,9 @@ pub fn default_corpus() -> PathBuf {
 /// The shape and place of a local cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {
+    /// Number of shards.
     pub shards: u32,
+    /// Replicas of every shard.
     pub replicas: u32,
     /// Root of the replicas' data directories, the topology file and the logs.
     pub data_dir: PathBuf,
@@ -70,8 +72,10 @@ impl ClusterSpec {
 /// The shape of a local cluster a command starts.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct ClusterShape {
+    /// Number of shards.
     #[arg(long, default_value_t = 2)]
     pub shards: u32,
+    /// Replicas of every shard.
     #[arg(long, default_value_t = 2)]
     pub replicas: u32,
 }
@@ -105,7 +109,9 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 /// One running process of the cluster.
 pub struct Process {
+    /// `root` or `leaf-SHARD-REPLICA`.
     pub name: String,
+    /// Where it listens.
     pub addr: std::net::SocketAddr,
     /// Where its stderr goes.
     pub log: PathBuf,
@@ -151,8 +157,11 @@ impl Process {
 /// A process of the cluster that exited.
 #[derive(Debug, Clone)]
 pub struct Exited {
+    /// `root` or `leaf-SHARD-REPLICA`.
     pub name: String,
+    /// How it ended.
     pub status: std::process::ExitStatus,
+    /// How long it had run.
     pub uptime: Duration,
     /// Its log, whose end usually says why.
     pub log: PathBuf,
@@ -160,9 +169,13 @@ pub struct Exited {
 
 /// A running local cluster. Dropping it kills every process.
 pub struct LocalCluster {
+    /// Per shard, its replicas.
     pub leaves: Vec<Vec<Process>>,
+    /// The root, once started.
     pub root: Option<Process>,
+    /// Every shard and its replicas' addresses.
     pub topology: Topology,
+    /// The topology, as the file the root reads.
     pub topology_file: PathBuf,
 }
 

@@ -17,12 +17,15 @@ use crate::supervise::{supervise, Backoff};
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    /// A subcommand; without one, `up`.
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// How to start the cluster when no subcommand is given.
     #[command(flatten)]
     pub up: UpArgs,
 }
 
+/// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a local cluster and serve the HTTP API (the default).
@@ -35,6 +38,7 @@ pub enum Command {
     Root(fanout_root::cli::Args),
 }
 
+/// How `up` starts the cluster.
 #[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     /// Number of shards.

@@ -16,15 +16,22 @@ use crate::schedule::pause_windows;
 pub enum Fault {
     /// Pause `pid` for `length` every `every`, from `every` on.
     Pause {
+        /// The process, for messages.
         name: String,
+        /// Its pid.
         pid: i32,
+        /// How often a pause starts.
         every: Duration,
+        /// How long each lasts.
         length: Duration,
     },
     /// Kill `pid` at `at`.
     Kill {
+        /// The process, for messages.
         name: String,
+        /// Its pid.
         pid: i32,
+        /// When, from the start of the load.
         at: Duration,
     },
 }

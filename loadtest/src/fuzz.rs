@@ -19,6 +19,7 @@ use serde_json::Value;
 pub struct Case {
     /// Sent as a JSON body to `POST /v1/search` when true, else as a GET's query string.
     pub post: bool,
+    /// The parameters, by name.
     pub params: Vec<(String, String)>,
 }
 

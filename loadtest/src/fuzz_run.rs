@@ -20,6 +20,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use crate::cluster::{default_corpus, LocalCluster};
 use crate::fuzz::{case, judge, leaf_case, leaf_code_is_fine};
 
+/// `fuzz`: hostile searches against a local cluster for a while.
 #[derive(Debug, Clone, Args)]
 pub struct FuzzArgs {
     /// How long to run (`10m`, `30s`).
@@ -34,6 +35,7 @@ pub struct FuzzArgs {
     /// The NDJSON corpus; default: the bundled demo corpus.
     #[arg(long)]
     pub corpus: Option<PathBuf>,
+    /// The cluster to start.
     #[command(flatten)]
     pub shape: crate::cluster::ClusterShape,
     /// Fail if a leaf's resident memory ever passes this many MiB.

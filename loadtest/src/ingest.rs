@@ -17,14 +17,20 @@ use crate::direct::for_each_document;
 /// One timed import.
 #[derive(Clone, Debug, Serialize)]
 pub struct IngestRun {
+    /// `cluster` or `direct`.
     pub target: String,
+    /// Documents indexed.
     pub docs: u64,
+    /// Wall-clock time.
     pub seconds: f64,
+    /// Documents per second.
     pub docs_per_sec: f64,
+    /// Input megabytes per second.
     pub mb_per_sec: f64,
     /// CPU seconds (user + system) of this process (the indexer, or tantivy alone) and of the
     /// leaf processes, over the run.
     pub cpu_self: f64,
+    /// CPU seconds the leaves spent.
     pub cpu_leaves: f64,
 }
 
@@ -152,12 +158,17 @@ pub struct PairRatio {
 /// What a comparison found.
 #[derive(Clone, Debug, Serialize)]
 pub struct Findings {
+    /// Median documents per second of the cluster's runs.
     pub median_cluster_docs_per_sec: f64,
+    /// Median documents per second of tantivy alone.
     pub median_direct_docs_per_sec: f64,
     /// The ratio of the two medians.
     pub ratio: f64,
+    /// Each run of one against the run of the other next to it.
     pub pairs: Vec<PairRatio>,
+    /// Median of the pairs' throughput ratios.
     pub median_pair_ratio: f64,
+    /// Median of the pairs' CPU ratios.
     pub median_pair_cpu_ratio: f64,
 }
 

@@ -21,7 +21,9 @@ use crate::schedule::{send_offsets, Arrivals};
 pub enum Target {
     /// A root's HTTP API.
     Http {
+        /// The HTTP client, shared by every request.
         client: reqwest::Client,
+        /// The root's base URL.
         url: String,
     },
     /// One tantivy index in this process, searched through a leaf's own service code: on the
@@ -103,6 +105,7 @@ impl Target {
 /// A named variant of the request, interleaved with the others (e.g. `hedge=false`).
 #[derive(Clone, Debug)]
 pub struct Scenario {
+    /// Its name in reports.
     pub name: String,
     /// Extra query parameters.
     pub params: Vec<(String, String)>,
@@ -136,22 +139,30 @@ impl Scenario {
 pub enum Mode {
     /// Requests at `rate` per second on a schedule, whatever the target does.
     Open {
+        /// Requests per second.
         rate: f64,
+        /// Constant or Poisson gaps.
         arrivals: Arrivals,
+        /// Seed of the Poisson gaps.
         seed: u64,
     },
     /// `concurrency` clients, each sending its next request when the last one is answered.
-    Closed { concurrency: usize },
+    Closed {
+        /// Clients.
+        concurrency: usize,
+    },
 }
 
 /// A whole run.
 #[derive(Clone, Debug)]
 pub struct LoadPlan {
+    /// Open or closed loop.
     pub mode: Mode,
     /// Requests before this are sent but not measured.
     pub warmup: Duration,
     /// Measured time after the warm-up.
     pub duration: Duration,
+    /// What to send, interleaved.
     pub scenarios: Vec<Scenario>,
     /// Hits per search.
     pub size: usize,

@@ -1,3 +1,5 @@
+//! `fanout-loadtest`: load, fault and fuzz a fanout cluster, and report.
+
 use std::process::ExitCode;
 
 use clap::Parser;

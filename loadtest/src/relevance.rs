@@ -142,11 +142,17 @@ pub fn schema_toml(tokenizer: &str, combine: bool) -> String {
 /// What one evaluation measured.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Evaluation {
+    /// `global` or `shard`.
     pub stats: String,
+    /// The tokenizer of the text fields.
     pub tokenizer: String,
+    /// `combined` or `separate`.
     pub fields: String,
+    /// Judged queries run.
     pub queries: usize,
+    /// Mean nDCG@10.
     pub ndcg_at_10: f64,
+    /// Mean Recall@100.
     pub recall_at_100: f64,
 }
 

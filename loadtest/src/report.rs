@@ -82,12 +82,15 @@ impl Default for Recorder {
 /// What the root reported about one answered search.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Answer {
+    /// Some shard was missing from the answer.
     pub partial: bool,
     /// Shards that sent a hedge / a retry.
     pub hedged: u64,
+    /// A shard request was retried.
     pub retried: u64,
     /// Requests sent to leaves, and shards asked (one request each without hedges or retries).
     pub leaf_requests: u64,
+    /// Shards that answered.
     pub shards: u64,
     /// The root's timing of the search along its slowest shard, when it reported one
     /// (`debug=true`).
@@ -213,26 +216,39 @@ fn curve(h: &Histogram<u64>) -> Vec<(f64, u64)> {
 /// One scenario's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioReport {
+    /// The scenario.
     pub scenario: String,
+    /// Requests sent.
     pub requests: u64,
+    /// Requests answered with 200.
     pub answered: u64,
+    /// Requests per second actually sent.
     pub achieved_rate: f64,
+    /// Median latency, µs.
     pub p50_us: u64,
+    /// 90th percentile, µs.
     pub p90_us: u64,
+    /// 99th percentile, µs.
     pub p99_us: u64,
+    /// 99.9th percentile, µs.
     pub p999_us: u64,
+    /// Worst, µs.
     pub max_us: u64,
     /// Answers slower than 50 ms: how many requests met a straggler, whatever the percentiles say.
     pub over_50ms: u64,
+    /// Requests that failed.
     pub errors: u64,
+    /// Failures by kind.
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Answers that lacked a shard.
     pub partial: u64,
     /// Shard requests that sent a hedge, or a retry.
     pub hedged: u64,
+    /// Answers in which some shard request was retried.
     pub retried: u64,
     /// Leaf requests beyond one per shard per search, in percent.
     pub extra_leaf_requests_pct: f64,
+    /// (percentile, µs) points of the latency curve.
     pub percentile_curve: Vec<(f64, u64)>,
     /// CPU µs per request, by role (`root`, `leaves`, `load generator`), when the run was told
     /// which processes to watch.

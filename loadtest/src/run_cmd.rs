@@ -19,6 +19,7 @@ use crate::report::{rows, table, ScenarioReport};
 use crate::schedule::Arrivals;
 use crate::sweep::sweep;
 
+/// `run`: load against a root, with faults, and optionally against tantivy alone.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The root's base URL; without it, --spawn-cluster is needed.

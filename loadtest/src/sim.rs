@@ -16,9 +16,13 @@ pub enum LeafModel {
     /// Log-normal with this median (ms) and log-space spread, plus stragglers: with probability
     /// `straggler_prob` a request takes `straggler_ms` more.
     LogNormal {
+        /// Median, in ms.
         median_ms: f64,
+        /// Spread in log space.
         sigma: f64,
+        /// Probability that a request straggles.
         straggler_prob: f64,
+        /// What a straggler adds, in ms.
         straggler_ms: f64,
     },
     /// A measured distribution: (percentile, latency in ms) points, interpolated linearly.
@@ -73,12 +77,19 @@ fn inverse_cdf(points: &[(f64, f64)], p: f64) -> f64 {
 /// The root's latency at one fan-out width.
 #[derive(Clone, Debug, Serialize)]
 pub struct FanoutRow {
+    /// Leaves a search fans out to.
     pub leaves: usize,
+    /// Median without hedging, ms.
     pub unhedged_p50_ms: f64,
+    /// 99th percentile without hedging, ms.
     pub unhedged_p99_ms: f64,
+    /// 99.9th percentile without hedging, ms.
     pub unhedged_p999_ms: f64,
+    /// Median with hedging, ms.
     pub hedged_p50_ms: f64,
+    /// 99th percentile with hedging, ms.
     pub hedged_p99_ms: f64,
+    /// 99.9th percentile with hedging, ms.
     pub hedged_p999_ms: f64,
     /// Leaf requests beyond one per leaf, in percent.
     pub extra_requests_pct: f64,

@@ -14,7 +14,9 @@ use crate::report::{Answer, Recorder, ScenarioReport};
 /// One pass: its latency report, and how often the root said it got the statistics each way.
 #[derive(Clone, Debug, Serialize)]
 pub struct Pass {
+    /// Latency of the pass.
     pub report: ScenarioReport,
+    /// How often each statistics source answered.
     pub sources: BTreeMap<String, u64>,
 }
 

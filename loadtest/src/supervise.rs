@@ -20,8 +20,11 @@ const LOG_TAIL_LINES: usize = 8;
 /// process that ran for `stable_after` before it exited starts the count again.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
+    /// The first delay.
     pub initial: Duration,
+    /// The longest delay.
     pub max: Duration,
+    /// A run this long resets the count of crashes in a row.
     pub stable_after: Duration,
 }
 

@@ -173,7 +173,7 @@ fn every_import_points_down() {
                 wrong.push(format!("{krate}/{module} is not in its crate's list"));
                 continue;
             };
-                    for used in crate_imports(&text) {
+            for used in crate_imports(&text) {
                 match rank(&used) {
                     Some(r) if r < own || used == module => {}
                     Some(_) => wrong.push(format!("{krate}: {module} uses {used}, above it")),

@@ -115,20 +115,52 @@ impl QueryLimitArgs {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryError {
     #[error("q is {bytes} bytes long; the limit is {limit} (max_query_bytes)")]
-    TooLong { bytes: usize, limit: usize },
+    /// q is longer than max_query_bytes.
+    TooLong {
+        /// The query's size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     #[error("q nests {depth} levels deep; the limit is {limit} (max_query_depth)")]
-    TooDeep { depth: usize, limit: usize },
+    /// q nests deeper than max_query_depth.
+    TooDeep {
+        /// How deep it nests.
+        depth: usize,
+        /// The limit.
+        limit: usize,
+    },
     #[error(
         "q has {nesting} `(` and `NOT`s together; the limit is {limit} \
          ({NESTING_PER_DEPTH} x max_query_depth)"
     )]
-    TooMuchNesting { nesting: usize, limit: usize },
+    /// q has more `(` and `NOT`s than the parser is given.
+    TooMuchNesting {
+        /// `(` and `NOT`s counted.
+        nesting: usize,
+        /// The limit.
+        limit: usize,
+    },
     #[error("q has {terms} terms; the limit is {limit} (max_query_terms)")]
-    TooManyTerms { terms: usize, limit: usize },
+    /// q has more terms than max_query_terms.
+    TooManyTerms {
+        /// Terms counted.
+        terms: usize,
+        /// The limit.
+        limit: usize,
+    },
     #[error("q has {wildcards} wildcard terms; the limit is {limit} (max_query_wildcards)")]
-    TooManyWildcards { wildcards: usize, limit: usize },
+    /// q has more wildcards than max_query_wildcards.
+    TooManyWildcards {
+        /// Wildcards counted.
+        wildcards: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// q does not parse: where and why.
     #[error("invalid query: {0}")]
     Syntax(String),
+    /// q uses a form fanout does not run (fuzzy, regex, leading wildcard): why.
     #[error("unsupported query: {0}")]
     Unsupported(String),
     /// The server could not parse: not the caller's fault.
@@ -147,6 +179,7 @@ impl QueryError {
 /// A query that kept the limits, parsed.
 #[derive(Debug)]
 pub struct CheckedQuery {
+    /// The parsed query.
     pub ast: UserInputAst,
     /// Its nesting depth (see [`QueryLimits::max_depth`]).
     pub depth: usize,

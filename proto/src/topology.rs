@@ -88,7 +88,9 @@ impl fmt::Display for ReplicaAddr {
 /// One shard and its replicas.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardSpec {
+    /// The shard's id, from 0.
     pub id: ShardId,
+    /// Its replicas' addresses.
     pub replicas: Vec<ReplicaAddr>,
 }
 
@@ -121,29 +123,43 @@ impl From<Topology> for TopologyFile {
 /// What is wrong with a topology.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
+    /// An address that is not `HOST:PORT` or `http://HOST:PORT`: it, and why.
     #[error("invalid replica address {0:?}: {1}")]
     BadAddress(String, &'static str),
+    /// No shards at all.
     #[error("the topology has no shards (pass a topology file or ID=HOST:PORT,... specs)")]
     Empty,
+    /// Shard ids are not 0..N, each once.
     #[error("shard ids must be 0..{expected_len} with each id once; found {found:?}")]
     BadShardIds {
+        /// How many shards there are.
         expected_len: usize,
+        /// The ids found.
         found: Vec<ShardId>,
     },
+    /// A shard lists no replica.
     #[error("shard {0} has no replicas")]
     NoReplicas(ShardId),
+    /// A replica is listed twice.
     #[error("replica {0} is listed more than once")]
     DuplicateReplica(ReplicaAddr),
+    /// A `--shard` spec is not `ID=HOST:PORT[,...]`.
     #[error("invalid shard spec {0:?}: expected ID=HOST:PORT[,HOST:PORT...]")]
     BadSpec(String),
+    /// The topology file could not be read.
     #[error("cannot read topology file {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The topology file is not valid TOML for a topology.
     #[error("invalid topology file {path}: {source}")]
     Parse {
+        /// The file.
         path: String,
+        /// Where and why.
         source: toml::de::Error,
     },
 }

@@ -30,8 +30,11 @@ use crate::search::{search, SearchParams, SearchResult};
 
 /// What every handler shares.
 pub struct RootState {
+    /// Every shard's replicas, and what the root knows of them.
     pub cluster: Arc<Cluster>,
+    /// How searches are served.
     pub config: RootConfig,
+    /// The Prometheus recorder `/metrics` renders, if any.
     pub metrics: Option<PrometheusHandle>,
     /// Where each shard's replicas come from when they are not fixed.
     pub discovery: Option<Discovery>,
@@ -52,11 +55,13 @@ impl RootState {
         }
     }
 
+    /// Serves `/metrics` from this recorder.
     pub fn with_metrics(mut self, metrics: PrometheusHandle) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
+    /// Fills each shard's replicas from DNS.
     pub fn with_discovery(mut self, discovery: Discovery) -> Self {
         self.discovery = Some(discovery);
         self

@@ -118,6 +118,7 @@ pub struct Args {
         default_value_t = 30_000
     )]
     pub eject_max_backoff_ms: u64,
+    /// Limits on what one query may ask, shared with the leaves.
     #[command(flatten)]
     pub query: fanout_proto::query::QueryLimitArgs,
 }
@@ -197,7 +198,9 @@ impl Args {
 /// A feature turned on or off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Switch {
+    /// On.
     On,
+    /// Off.
     Off,
 }
 

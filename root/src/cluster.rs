@@ -25,7 +25,9 @@ use crate::stats_cache::StatsCache;
 pub struct Replica {
     /// The replica's address, used as its name in responses and logs.
     pub name: String,
+    /// How the root talks to it.
     pub client: Arc<dyn LeafClient>,
+    /// Its load, latency and health.
     pub state: ReplicaState,
     ejections: metrics::Counter,
 }
@@ -56,11 +58,14 @@ pub type Replicas = Arc<Vec<Arc<Replica>>>;
 /// What a membership update did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct MembershipChange {
+    /// Replicas that joined.
     pub added: Vec<String>,
+    /// Replicas that left.
     pub removed: Vec<String>,
 }
 
 impl MembershipChange {
+    /// Whether nothing changed.
     pub fn is_empty(&self) -> bool {
         self.added.is_empty() && self.removed.is_empty()
     }
@@ -68,6 +73,7 @@ impl MembershipChange {
 
 /// The replicas of one shard and what the root has learnt about them.
 pub struct ReplicaSet {
+    /// The shard.
     pub shard: ShardId,
     replicas: ArcSwap<Vec<Arc<Replica>>>,
     /// Serializes membership updates, so that two cannot lose each other's replicas.
@@ -75,7 +81,9 @@ pub struct ReplicaSet {
     /// How replicas that join later are judged.
     policy: ReplicaPolicy,
     window: Mutex<LatencyWindow>,
+    /// Hedges the shard may still send.
     pub budget: HedgeBudget,
+    /// Its metric handles.
     pub metrics: ShardMetrics,
 }
 

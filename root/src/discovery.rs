@@ -22,6 +22,7 @@ use crate::config::RootConfig;
 
 /// Turns a host name and port into socket addresses.
 pub trait Resolver: Send + Sync + 'static {
+    /// The addresses `host` resolves to, each with `port`.
     fn resolve(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>>;
 }
 
@@ -72,10 +73,13 @@ impl Resolver for StaticResolver {
 /// What is wrong with a discovery template.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
+    /// The template has no `{shard}`.
     #[error("discovery template {0:?} must contain {{shard}}")]
     NoShardPlaceholder(String),
+    /// The template has no port.
     #[error("discovery template {0:?} must end in :PORT")]
     NoPort(String),
+    /// `--num-shards` is 0.
     #[error("discovery needs at least one shard (--num-shards)")]
     NoShards,
 }
@@ -83,8 +87,11 @@ pub enum DiscoveryError {
 /// The DNS name of one shard's replicas.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardName {
+    /// The shard.
     pub shard: ShardId,
+    /// The name to resolve.
     pub host: String,
+    /// The port its replicas listen on.
     pub port: u16,
 }
 
@@ -112,8 +119,11 @@ pub fn shard_names(template: &str, num_shards: u32) -> Result<Vec<ShardName>, Di
 /// Every shard's name, how to resolve it, and how often.
 #[derive(Clone)]
 pub struct Discovery {
+    /// Each shard's name.
     pub names: Vec<ShardName>,
+    /// How names are resolved.
     pub resolver: Arc<dyn Resolver>,
+    /// How often.
     pub interval: Duration,
 }
 

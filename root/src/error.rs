@@ -34,7 +34,10 @@ pub enum ApiError {
     GatewayTimeout(String),
     /// The query is quarantined: a replica's connection broke while serving it.
     #[error("this query was being served when a replica's connection broke, so it may crash leaves; it is refused for the next {retry_after_s} s")]
-    Quarantined { retry_after_s: u64 },
+    Quarantined {
+        /// Seconds until the quarantine ends.
+        retry_after_s: u64,
+    },
 }
 
 impl ApiError {

@@ -1,3 +1,5 @@
+//! `fanout-root`: serve the HTTP search API over a cluster of leaves.
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -12,8 +12,11 @@ use fanout_proto::ShardId;
 /// One hit as a shard returned it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShardHit<F> {
+    /// The document's id.
     pub id: String,
+    /// Its score.
     pub score: f32,
+    /// The shard that answered it.
     pub shard: ShardId,
     /// Whatever travels with the hit (stored fields); the merge never looks at it.
     pub fields: F,

@@ -8,10 +8,15 @@ use serde::Serialize;
 pub struct ShardMetrics {
     /// Leaf requests sent, by [`AttemptKind`].
     pub requests: [metrics::Counter; 3],
+    /// Retries sent.
     pub retries: metrics::Counter,
+    /// Hedges sent.
     pub hedges_sent: metrics::Counter,
+    /// Hedges whose answer was used.
     pub hedges_won: metrics::Counter,
+    /// Hedges not sent because the budget was spent.
     pub hedges_skipped_budget: metrics::Counter,
+    /// Time for the shard to answer.
     pub latency: metrics::Histogram,
 }
 
@@ -38,12 +43,16 @@ impl ShardMetrics {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptKind {
+    /// The first request.
     Primary,
+    /// A second request, sent when the first was slow.
     Hedge,
+    /// A request sent after one failed.
     Retry,
 }
 
 impl AttemptKind {
+    /// Its name, as in metrics and responses.
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptKind::Primary => "primary",

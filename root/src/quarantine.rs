@@ -69,6 +69,7 @@ pub struct Quarantine {
 }
 
 impl Quarantine {
+    /// An empty quarantine.
     pub fn new(policy: QuarantinePolicy) -> Self {
         Self {
             policy,
@@ -137,6 +138,7 @@ impl Quarantine {
         self.entries.read().len()
     }
 
+    /// Whether nothing is quarantined.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -166,6 +168,7 @@ pub const KNOWN_GOOD_SLOTS: usize = 1 << 16;
 pub struct Run(u64);
 
 impl Run {
+    /// The run of the query with this fingerprint, for this many hits.
     pub fn new(fingerprint: u64, window: usize) -> Self {
         Self(fingerprint ^ (window as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F))
     }

@@ -44,8 +44,11 @@ pub enum AttemptOutcome {
 /// One request to one replica, for reporting.
 #[derive(Clone, Debug, Serialize)]
 pub struct AttemptReport {
+    /// The replica it went to.
     pub replica: String,
+    /// Why it was sent.
     pub kind: AttemptKind,
+    /// How it ended.
     pub outcome: AttemptOutcome,
     /// Time from sending to the answer, failure or cancellation.
     pub elapsed_us: u64,
@@ -58,6 +61,7 @@ pub struct AttemptReport {
 /// What one shard contributed to a search.
 #[derive(Debug)]
 pub struct ShardOutcome {
+    /// The shard.
     pub shard: ShardId,
     /// The answering replica's name and its response, or why no replica answered.
     pub result: Result<(String, pb::SearchResponse), ShardError>,

@@ -45,13 +45,21 @@ pub struct SearchParams {
 /// A validated search.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SearchPlan {
+    /// The query text.
     pub query: String,
+    /// Hits on the page.
     pub size: usize,
+    /// Hits skipped before it.
     pub from: usize,
+    /// The deadline, from arrival.
     pub timeout: Duration,
+    /// Whether shard requests may be hedged.
     pub hedge: bool,
+    /// Whether a missing shard is a partial answer, not an error.
     pub allow_partial: bool,
+    /// Whether to report every attempt.
     pub debug: bool,
+    /// The statistics to score with.
     pub stats: StatsMode,
 }
 
@@ -115,6 +123,7 @@ impl SearchParams {
 /// The response body of `/v1/search`.
 #[derive(Debug, Serialize)]
 pub struct SearchResult {
+    /// Time from arrival to answer, in ms.
     pub took_ms: u64,
     /// The same in microseconds: from the request's validation to its hits merged.
     pub took_us: u64,
@@ -126,7 +135,9 @@ pub struct SearchResult {
     pub total_hits: u64,
     /// True when a shard did not answer, so hits and totals may be missing some documents.
     pub partial: bool,
+    /// The page, best first.
     pub hits: Vec<HitOut>,
+    /// Which shards answered, and how.
     pub shards: ShardsSummary,
     /// Which statistics the scores come from: `cached` or `fetched` (the cluster's; fetched
     /// cost a round trip), `partial` (the cluster's minus a shard that could not be asked), or
@@ -137,8 +148,11 @@ pub struct SearchResult {
 /// One hit of the response.
 #[derive(Debug, Serialize)]
 pub struct HitOut {
+    /// The document's id.
     pub id: String,
+    /// Its score.
     pub score: f32,
+    /// The shard that holds it.
     pub shard: ShardId,
     /// The stored fields, exactly as the leaf sent them.
     pub fields: Box<RawValue>,
@@ -147,8 +161,11 @@ pub struct HitOut {
 /// Which shards answered, and how.
 #[derive(Debug, Serialize)]
 pub struct ShardsSummary {
+    /// Shards in the cluster.
     pub total: usize,
+    /// Shards that answered.
     pub successful: usize,
+    /// Shards that did not, and why.
     pub failed: Vec<ShardFailure>,
     /// Per shard: which replica answered, and whether a hedge or retry was sent.
     pub details: Vec<ShardDetail>,
@@ -157,12 +174,15 @@ pub struct ShardsSummary {
 /// How one shard was answered.
 #[derive(Debug, Serialize)]
 pub struct ShardDetail {
+    /// The shard.
     pub shard: ShardId,
     /// The replica whose answer was used, if any.
     pub replica: Option<String>,
     /// Requests sent to the shard's replicas (1 unless hedged or retried).
     pub requests: usize,
+    /// Whether a hedge was sent.
     pub hedged: bool,
+    /// Whether a retry was sent.
     pub retried: bool,
     /// Which attempt's answer was used: `primary`, `hedge` or `retry`.
     pub won: Option<AttemptKind>,
@@ -189,7 +209,9 @@ impl ShardDetail {
 /// A shard that contributed nothing, and why.
 #[derive(Debug, Serialize)]
 pub struct ShardFailure {
+    /// The shard.
     pub shard: ShardId,
+    /// Why it did not answer.
     pub reason: String,
 }
 

@@ -1,3 +1,5 @@
+//! `fanout-cluster`: a local cluster on the demo corpus, in one command.
+
 use std::process::ExitCode;
 
 use clap::Parser;
