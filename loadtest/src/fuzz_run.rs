@@ -17,7 +17,7 @@ use fanout_proto::pb::leaf_client::LeafClient;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-use crate::cluster::{default_corpus, LocalCluster};
+use crate::cluster::{default_corpus, Exited, LocalCluster};
 use crate::fuzz::{case, judge, leaf_case, leaf_code_is_fine};
 
 /// `fuzz`: hostile searches against a local cluster for a while.
@@ -98,25 +98,45 @@ pub async fn run(args: FuzzArgs) -> anyhow::Result<()> {
         })
         .collect();
 
-    // Watch the processes while the workers run.
-    let mut peak_rss: BTreeMap<String, u64> = BTreeMap::new();
-    let mut deaths = Vec::new();
-    while Instant::now() < until && deaths.is_empty() {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        for (name, pid) in &pids {
-            let rss = rss_mib(*pid).unwrap_or(0);
-            let peak = peak_rss.entry(name.clone()).or_default();
-            *peak = (*peak).max(rss);
-        }
-        deaths = cluster.exited();
-    }
+    let (peak_rss, deaths) = watch(&mut cluster, &pids, until).await;
     for worker in workers {
         worker.abort();
         let _ = worker.await;
     }
     cluster.stop().await;
 
-    let tally = tally.lock();
+    verdict(&args, &tally.lock(), &peak_rss, &deaths)?;
+    Ok(())
+}
+
+/// Samples every process's resident memory until `until`, or until one exits: the peaks, by
+/// process, and the processes that exited.
+async fn watch(
+    cluster: &mut LocalCluster,
+    pids: &[(String, u32)],
+    until: Instant,
+) -> (BTreeMap<String, u64>, Vec<Exited>) {
+    let mut peak_rss: BTreeMap<String, u64> = BTreeMap::new();
+    let mut deaths = Vec::new();
+    while Instant::now() < until && deaths.is_empty() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (name, pid) in pids {
+            let rss = rss_mib(*pid).unwrap_or(0);
+            let peak = peak_rss.entry(name.clone()).or_default();
+            *peak = (*peak).max(rss);
+        }
+        deaths = cluster.exited();
+    }
+    (peak_rss, deaths)
+}
+
+/// Prints what the run saw; fails on a death, a wrong answer, or a leaf over the bound.
+fn verdict(
+    args: &FuzzArgs,
+    tally: &Tally,
+    peak_rss: &BTreeMap<String, u64>,
+    deaths: &[Exited],
+) -> anyhow::Result<()> {
     let requests: u64 = tally.http.values().sum::<u64>() + tally.grpc.values().sum::<u64>();
     println!("requests: {requests} over {:?}", args.duration);
     println!("HTTP statuses: {:?}", tally.http);

@@ -219,62 +219,16 @@ pub async fn run_load(
             (before, meter.sample())
         })
     });
-
-    let one = |i: usize, sent_at: Instant| {
-        let (target, queries, shared) = (target.clone(), Arc::clone(&queries), Arc::clone(&shared));
-        let scenario = i % plan.scenarios.len();
-        let params = plan.scenarios[scenario].params.clone();
-        let (size, timeout) = (plan.size, plan.timeout);
-        async move {
-            shared.sent.fetch_add(1, Ordering::Relaxed);
-            let result = target
-                .send(&queries[i % queries.len()], size, &params, timeout)
-                .await;
-            let latency = sent_at.elapsed();
-            shared.done.fetch_add(1, Ordering::Relaxed);
-            if result.is_err() {
-                shared.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            if sent_at >= measure_from {
-                let mut recorder = shared.recorders[scenario].lock();
-                match result {
-                    Ok(answer) => recorder.answered(latency, &answer),
-                    Err(kind) => recorder.failed(kind),
-                }
-            }
-        }
+    let sender = Sender {
+        target: target.clone(),
+        queries,
+        shared: Arc::clone(&shared),
+        scenarios: plan.scenarios.iter().map(|s| s.params.clone()).collect(),
+        size: plan.size,
+        timeout: plan.timeout,
+        measure_from,
     };
-
-    match plan.mode {
-        Mode::Open {
-            rate,
-            arrivals,
-            seed,
-        } => {
-            let offsets = send_offsets(rate, plan.warmup + plan.duration, arrivals, seed);
-            let mut due = pace(start, offsets);
-            let mut in_flight = JoinSet::new();
-            while let Some((i, intended)) = due.recv().await {
-                // Latency counts from the intended time, even when the send itself is late.
-                in_flight.spawn(one(i, intended));
-                while in_flight.try_join_next().is_some() {}
-            }
-            while in_flight.join_next().await.is_some() {}
-        }
-        Mode::Closed { concurrency } => {
-            tokio::time::sleep_until(start).await;
-            let next = AtomicUsize::new(0);
-            let client = || async {
-                while Instant::now() < end {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    // Closed loop: the next request waits for this answer, so latency counts
-                    // from the actual send.
-                    one(i, Instant::now()).await;
-                }
-            };
-            futures::future::join_all((0..concurrency).map(|_| client())).await;
-        }
-    }
+    drive(&sender, plan, start, end).await;
     if let Some(p) = progress {
         p.abort();
         eprintln!();
@@ -297,6 +251,81 @@ pub async fn run_load(
         }
     }
     reports
+}
+
+/// What every request of a run needs, cloned into each.
+#[derive(Clone)]
+struct Sender {
+    target: Target,
+    queries: Arc<Vec<String>>,
+    shared: Arc<Shared>,
+    /// Each scenario's extra parameters; request `i` belongs to scenario `i % len`.
+    scenarios: Arc<[Vec<(String, String)>]>,
+    size: usize,
+    timeout: Duration,
+    /// Requests due before this are the warm-up: sent, not recorded.
+    measure_from: Instant,
+}
+
+impl Sender {
+    /// Sends request `i` and records its latency from `sent_at`.
+    async fn send(self, i: usize, sent_at: Instant) {
+        let scenario = i % self.scenarios.len();
+        let shared = &self.shared;
+        shared.sent.fetch_add(1, Ordering::Relaxed);
+        let query = &self.queries[i % self.queries.len()];
+        let result = self
+            .target
+            .send(query, self.size, &self.scenarios[scenario], self.timeout)
+            .await;
+        let latency = sent_at.elapsed();
+        shared.done.fetch_add(1, Ordering::Relaxed);
+        if result.is_err() {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        if sent_at >= self.measure_from {
+            let mut recorder = shared.recorders[scenario].lock();
+            match result {
+                Ok(answer) => recorder.answered(latency, &answer),
+                Err(kind) => recorder.failed(kind),
+            }
+        }
+    }
+}
+
+/// Sends the plan's requests from `start` to `end`: on a schedule (open loop) or as answers
+/// come back (closed loop).
+async fn drive(sender: &Sender, plan: &LoadPlan, start: Instant, end: Instant) {
+    match plan.mode {
+        Mode::Open {
+            rate,
+            arrivals,
+            seed,
+        } => {
+            let offsets = send_offsets(rate, plan.warmup + plan.duration, arrivals, seed);
+            let mut due = pace(start, offsets);
+            let mut in_flight = JoinSet::new();
+            while let Some((i, intended)) = due.recv().await {
+                // Latency counts from the intended time, even when the send itself is late.
+                in_flight.spawn(sender.clone().send(i, intended));
+                while in_flight.try_join_next().is_some() {}
+            }
+            while in_flight.join_next().await.is_some() {}
+        }
+        Mode::Closed { concurrency } => {
+            tokio::time::sleep_until(start).await;
+            let next = AtomicUsize::new(0);
+            let client = || async {
+                while Instant::now() < end {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    // Closed loop: the next request waits for this answer, so latency counts
+                    // from the actual send.
+                    sender.clone().send(i, Instant::now()).await;
+                }
+            };
+            futures::future::join_all((0..concurrency).map(|_| client())).await;
+        }
+    }
 }
 
 /// Hands out each request's index at its intended send time, from a thread of its own.

@@ -28,25 +28,7 @@ fn nines(percentile: f64) -> f64 {
 
 /// The plot of every report's percentile curve.
 pub fn percentile_svg(reports: &[ScenarioReport], title: &str) -> String {
-    let values = reports.iter().flat_map(|r| {
-        r.percentile_curve
-            .iter()
-            .map(|&(_, us)| us.max(1) as f64 / 1e3)
-    });
-    let (lo, hi) = values.fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    let (lo, hi) = if lo.is_finite() {
-        (
-            lo.log10().floor(),
-            hi.log10().ceil().max(lo.log10().floor() + 1.0),
-        )
-    } else {
-        (0.0, 1.0)
-    };
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let x = |p: f64| LEFT + nines(p) / 4.5 * plot_w;
-    let y = |ms: f64| TOP + plot_h - (ms.max(1e-3).log10() - lo) / (hi - lo) * plot_h;
-
+    let plot = Plot::fitting(reports);
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -58,56 +40,110 @@ pub fn percentile_svg(reports: &[ScenarioReport], title: &str) -> String {
         r#"<text x="{LEFT}" y="22" font-size="15">{}</text>"#,
         escape(title)
     );
-    for (p, label) in [
-        (0.0, "0%"),
-        (90.0, "90%"),
-        (99.0, "99%"),
-        (99.9, "99.9%"),
-        (99.99, "99.99%"),
-        (100.0, "max"),
-    ] {
-        let px = x(p);
-        let _ = write!(
-            svg,
-            r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{:.1}" stroke="#ddd"/>"##,
-            TOP + plot_h
-        );
-        let _ = write!(
-            svg,
-            r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
-            TOP + plot_h + 18.0
-        );
-    }
-    let mut decade = lo;
-    while decade <= hi {
-        let ms = 10f64.powf(decade);
-        let py = y(ms);
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/>"##,
-            LEFT + plot_w
-        );
-        let _ = write!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{} ms</text>"#,
-            LEFT - 6.0,
-            py + 4.0,
-            trim(ms)
-        );
-        decade += 1.0;
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
-        LEFT + plot_w / 2.0,
-        HEIGHT - 10.0
-    );
+    plot.axes(&mut svg);
     for (i, report) in reports.iter().enumerate() {
+        plot.curve(&mut svg, i, report);
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// The plot area and its log latency scale, from `lo` to `hi` decades of milliseconds.
+struct Plot {
+    lo: f64,
+    hi: f64,
+    w: f64,
+    h: f64,
+}
+
+impl Plot {
+    /// A scale that fits every report's latencies, in whole decades.
+    fn fitting(reports: &[ScenarioReport]) -> Self {
+        let values = reports.iter().flat_map(|r| {
+            r.percentile_curve
+                .iter()
+                .map(|&(_, us)| us.max(1) as f64 / 1e3)
+        });
+        let (lo, hi) = values.fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = if lo.is_finite() {
+            (
+                lo.log10().floor(),
+                hi.log10().ceil().max(lo.log10().floor() + 1.0),
+            )
+        } else {
+            (0.0, 1.0)
+        };
+        Self {
+            lo,
+            hi,
+            w: WIDTH - LEFT - RIGHT,
+            h: HEIGHT - TOP - BOTTOM,
+        }
+    }
+
+    fn x(&self, percentile: f64) -> f64 {
+        LEFT + nines(percentile) / 4.5 * self.w
+    }
+
+    fn y(&self, ms: f64) -> f64 {
+        TOP + self.h - (ms.max(1e-3).log10() - self.lo) / (self.hi - self.lo) * self.h
+    }
+
+    /// Grid lines and labels: percentiles across, a line per decade of latency up.
+    fn axes(&self, svg: &mut String) {
+        for (p, label) in [
+            (0.0, "0%"),
+            (90.0, "90%"),
+            (99.0, "99%"),
+            (99.9, "99.9%"),
+            (99.99, "99.99%"),
+            (100.0, "max"),
+        ] {
+            let px = self.x(p);
+            let _ = write!(
+                svg,
+                r##"<line x1="{px:.1}" y1="{TOP}" x2="{px:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+                TOP + self.h
+            );
+            let _ = write!(
+                svg,
+                r#"<text x="{px:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+                TOP + self.h + 18.0
+            );
+        }
+        let mut decade = self.lo;
+        while decade <= self.hi {
+            let ms = 10f64.powf(decade);
+            let py = self.y(ms);
+            let _ = write!(
+                svg,
+                r##"<line x1="{LEFT}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/>"##,
+                LEFT + self.w
+            );
+            let _ = write!(
+                svg,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{} ms</text>"#,
+                LEFT - 6.0,
+                py + 4.0,
+                trim(ms)
+            );
+            decade += 1.0;
+        }
+        let _ = write!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text>"#,
+            LEFT + self.w / 2.0,
+            HEIGHT - 10.0
+        );
+    }
+
+    /// Report `i`'s curve, and its entry in the legend.
+    fn curve(&self, svg: &mut String, i: usize, report: &ScenarioReport) {
         let colour = COLOURS[i % COLOURS.len()];
         let points: Vec<String> = report
             .percentile_curve
             .iter()
-            .map(|&(p, us)| format!("{:.1},{:.1}", x(p), y(us.max(1) as f64 / 1e3)))
+            .map(|&(p, us)| format!("{:.1},{:.1}", self.x(p), self.y(us.max(1) as f64 / 1e3)))
             .collect();
         let _ = write!(
             svg,
@@ -115,7 +151,7 @@ pub fn percentile_svg(reports: &[ScenarioReport], title: &str) -> String {
             points.join(" ")
         );
         let ly = TOP + 16.0 + 20.0 * i as f64;
-        let lx = LEFT + plot_w + 16.0;
+        let lx = LEFT + self.w + 16.0;
         let _ = write!(
             svg,
             r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/>"#,
@@ -129,8 +165,6 @@ pub fn percentile_svg(reports: &[ScenarioReport], title: &str) -> String {
             escape(&report.scenario)
         );
     }
-    svg.push_str("</svg>\n");
-    svg
 }
 
 fn trim(ms: f64) -> String {
