@@ -59,26 +59,11 @@ pub fn power_of_two_choices(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::LeafClient;
-    use crate::cluster::ReplicaSet;
-    use crate::config::RootConfig;
-    use crate::testing::FakeLeaf;
-
-    fn set(n: usize) -> ReplicaSet {
-        let replicas = (0..n)
-            .map(|i| {
-                (
-                    format!("r{i}"),
-                    Arc::new(FakeLeaf::ok(1)) as Arc<dyn LeafClient>,
-                )
-            })
-            .collect();
-        ReplicaSet::new(0, replicas, &RootConfig::default())
-    }
+    use crate::testing::replica_set;
 
     #[tokio::test(start_paused = true)]
     async fn never_chooses_a_tried_replica_and_prefers_available_ones() {
-        let set = set(3);
+        let set = replica_set(3);
         let replicas = set.replicas();
         let policy = ReplicaPolicy::default();
         for _ in 0..50 {
@@ -105,7 +90,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn spreads_load_toward_the_less_busy_replica() {
-        let set = set(2);
+        let set = replica_set(2);
         let replicas = set.replicas();
         let policy = ReplicaPolicy::default();
         for _ in 0..5 {

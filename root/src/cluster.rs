@@ -262,23 +262,11 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::FakeLeaf;
-
-    fn set(n: usize) -> ReplicaSet {
-        let replicas = (0..n)
-            .map(|i| {
-                (
-                    format!("r{i}"),
-                    Arc::new(FakeLeaf::ok(1)) as Arc<dyn LeafClient>,
-                )
-            })
-            .collect();
-        ReplicaSet::new(0, replicas, &RootConfig::default())
-    }
+    use crate::testing::{replica_set, FakeLeaf};
 
     #[tokio::test(start_paused = true)]
     async fn membership_changes_keep_what_was_learnt_of_staying_replicas() {
-        let set = set(2);
+        let set = replica_set(2);
         let policy = ReplicaPolicy::default();
         let before = set.replicas();
         before[1].state.record_failure(&policy);

@@ -140,3 +140,16 @@ impl LeafClient for Arc<FakeLeaf> {
         Box::pin(async move { healthy })
     }
 }
+
+/// A replica set for shard 0 of `n` fake replicas `r0`, `r1`, ... that answer in 1 ms.
+pub fn replica_set(n: usize) -> crate::cluster::ReplicaSet {
+    let replicas = (0..n)
+        .map(|i| {
+            (
+                format!("r{i}"),
+                Arc::new(FakeLeaf::ok(1)) as Arc<dyn LeafClient>,
+            )
+        })
+        .collect();
+    crate::cluster::ReplicaSet::new(0, replicas, &crate::config::RootConfig::default())
+}

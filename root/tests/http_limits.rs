@@ -4,12 +4,10 @@
 use std::time::Duration;
 
 use fanout_leaf::server::LeafHandle;
-use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
-use fanout_proto::Topology;
 use fanout_root::http_limits::{MAX_HEADERS, MAX_HEADER_BYTES, MAX_URI_BYTES};
 use fanout_root::RootConfig;
 use serde_json::Value;
-use support::start_root;
+use support::{empty_leaf, start_root};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -19,17 +17,18 @@ mod support;
 /// request well within it.
 const TIMEOUT: Duration = Duration::from_millis(700);
 
+/// A root over one empty leaf, with every connection timeout short.
 async fn root() -> (String, LeafHandle) {
-    let index = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
-    let leaf = LeafHandle::spawn("127.0.0.1:0", LeafService::new(index, "only".to_string()))
-        .await
-        .unwrap();
-    let topology = Topology::from_specs(&[format!("0={}", leaf.addr)]).unwrap();
-    let config = RootConfig {
+    root_with(RootConfig {
         header_read_timeout: TIMEOUT,
         body_read_timeout: TIMEOUT,
         ..RootConfig::default()
-    };
+    })
+    .await
+}
+
+async fn root_with(config: RootConfig) -> (String, LeafHandle) {
+    let (leaf, topology) = empty_leaf().await;
     let (http, _root) = start_root(&topology, config).await;
     (http, leaf)
 }
@@ -129,18 +128,13 @@ async fn a_body_that_never_arrives_is_a_408() {
 
 #[tokio::test]
 async fn a_client_that_does_not_read_its_answers_is_cut_off() {
-    let index = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
-    let leaf = LeafHandle::spawn("127.0.0.1:0", LeafService::new(index, "only".to_string()))
-        .await
-        .unwrap();
-    let topology = Topology::from_specs(&[format!("0={}", leaf.addr)]).unwrap();
     // Only the write timeout is short: the connection must not end by idling.
-    let config = RootConfig {
+    let (http, _leaf) = root_with(RootConfig {
         header_read_timeout: Duration::from_secs(120),
         write_timeout: TIMEOUT,
         ..RootConfig::default()
-    };
-    let (http, _root) = start_root(&topology, config).await;
+    })
+    .await;
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket

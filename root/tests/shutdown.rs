@@ -4,18 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fanout_leaf::server::LeafHandle;
-use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
-use fanout_proto::Topology;
 use fanout_root::{Cluster, RootConfig, RootState};
+
+mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draining_fails_readiness_but_serves_until_the_delay_ends() {
-    let index = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
-    let leaf = LeafHandle::spawn("127.0.0.1:0", LeafService::new(index, "only".to_string()))
-        .await
-        .unwrap();
-    let topology = Topology::from_specs(&[format!("0={}", leaf.addr)]).unwrap();
+    let (leaf, topology) = support::empty_leaf().await;
     let config = RootConfig {
         shutdown_delay: Duration::from_secs(3),
         ..RootConfig::default()

@@ -1,7 +1,13 @@
-//! What the root's integration tests share: a root served in-process on port 0.
+//! What the root's integration tests share: a root served in-process on port 0, and an
+//! empty leaf to put behind it.
+
+// Each test binary includes this module and uses part of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
+use fanout_leaf::server::LeafHandle;
+use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
 use fanout_proto::Topology;
 use fanout_root::{Cluster, RootConfig, RootState};
 
@@ -22,4 +28,14 @@ pub async fn start_root(
             std::future::pending(),
         )),
     )
+}
+
+/// One empty in-RAM leaf serving shard 0 on a free port, and the topology of it alone.
+pub async fn empty_leaf() -> (LeafHandle, Topology) {
+    let index = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
+    let leaf = LeafHandle::spawn("127.0.0.1:0", LeafService::new(index, "only".to_string()))
+        .await
+        .unwrap();
+    let topology = Topology::from_specs(&[format!("0={}", leaf.addr)]).unwrap();
+    (leaf, topology)
 }
