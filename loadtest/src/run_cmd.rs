@@ -39,7 +39,7 @@ pub struct RunArgs {
     /// them with commas). Default: the demo corpus.
     #[arg(long, env = "FANOUT_LOADTEST_CORPUS", value_delimiter = ',')]
     pub corpus: Vec<PathBuf>,
-    /// A flag for the spawned root, e.g. --root-arg=--hedge-max-delay-ms=50; repeatable.
+    /// A flag for the spawned root, e.g. --root-arg=--hedge-max-delay=50ms; repeatable.
     #[arg(long, allow_hyphen_values = true)]
     pub root_arg: Vec<String>,
     /// Queries: JSON lines with a `query` field (the sbg log), or plain text lines.

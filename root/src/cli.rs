@@ -71,15 +71,15 @@ pub struct Args {
     /// Most HTTP connections served at once; past it new ones wait in the listen backlog.
     #[arg(long, env = "FANOUT_ROOT_MAX_CONNECTIONS", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
-    /// Deadline of a search that names none, in milliseconds.
-    #[arg(long, env = "FANOUT_ROOT_DEFAULT_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub default_timeout_ms: u64,
-    /// Longest deadline a search may ask for, in milliseconds; at least --default-timeout-ms.
-    #[arg(long, env = "FANOUT_ROOT_MAX_TIMEOUT_MS", default_value_t = 30_000)]
-    pub max_timeout_ms: u64,
-    /// How often replicas' health is probed, in milliseconds.
-    #[arg(long, env = "FANOUT_ROOT_PROBE_INTERVAL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
-    pub probe_interval_ms: u64,
+    /// Deadline of a search that names none (`2s`, `500ms`).
+    #[arg(long, env = "FANOUT_ROOT_DEFAULT_TIMEOUT", default_value = "2s", value_parser = at_least_1ms)]
+    pub default_timeout: Duration,
+    /// Longest deadline a search may ask for; at least --default-timeout.
+    #[arg(long, env = "FANOUT_ROOT_MAX_TIMEOUT", default_value = "30s", value_parser = at_least_1ms)]
+    pub max_timeout: Duration,
+    /// How often replicas' health is probed.
+    #[arg(long, env = "FANOUT_ROOT_PROBE_INTERVAL", default_value = "1s", value_parser = at_least_10ms)]
+    pub probe_interval: Duration,
     /// BM25 statistics: `global` scores every shard with the cluster's (a split index ranks as
     /// one index would; a cold query costs one statistics round trip), `shard` with each
     /// shard's own. A request can also say `stats=shard` or `stats=global`.
@@ -92,13 +92,13 @@ pub struct Args {
     /// shard's recent latencies.
     #[arg(long, env = "FANOUT_ROOT_HEDGE_PERCENTILE", default_value_t = 0.95, value_parser = fraction)]
     pub hedge_percentile: f64,
-    /// Shortest hedge delay, in milliseconds.
-    #[arg(long, env = "FANOUT_ROOT_HEDGE_MIN_DELAY_MS", default_value_t = 1)]
-    pub hedge_min_delay_ms: u64,
-    /// Longest hedge delay, in milliseconds (also used until a shard has enough latencies); at
-    /// least --hedge-min-delay-ms.
-    #[arg(long, env = "FANOUT_ROOT_HEDGE_MAX_DELAY_MS", default_value_t = 200)]
-    pub hedge_max_delay_ms: u64,
+    /// Shortest hedge delay.
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_MIN_DELAY", default_value = "1ms", value_parser = duration)]
+    pub hedge_min_delay: Duration,
+    /// Longest hedge delay (also used until a shard has enough latencies); at least
+    /// --hedge-min-delay.
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_MAX_DELAY", default_value = "200ms", value_parser = duration)]
+    pub hedge_max_delay: Duration,
     /// Hedges allowed per primary request on average (a token bucket).
     #[arg(long, env = "FANOUT_ROOT_HEDGE_BUDGET", default_value_t = 0.05, value_parser = non_negative)]
     pub hedge_budget: f64,
@@ -108,16 +108,12 @@ pub struct Args {
     /// Failures in a row that eject a replica.
     #[arg(long, env = "FANOUT_ROOT_EJECT_AFTER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub eject_after: u32,
-    /// First ejection's length in milliseconds; doubles with each further ejection.
-    #[arg(long, env = "FANOUT_ROOT_EJECT_BACKOFF_MS", default_value_t = 1_000)]
-    pub eject_backoff_ms: u64,
-    /// Longest ejection, in milliseconds; at least --eject-backoff-ms.
-    #[arg(
-        long,
-        env = "FANOUT_ROOT_EJECT_MAX_BACKOFF_MS",
-        default_value_t = 30_000
-    )]
-    pub eject_max_backoff_ms: u64,
+    /// First ejection's length; doubles with each further ejection.
+    #[arg(long, env = "FANOUT_ROOT_EJECT_BACKOFF", default_value = "1s", value_parser = duration)]
+    pub eject_backoff: Duration,
+    /// Longest ejection; at least --eject-backoff.
+    #[arg(long, env = "FANOUT_ROOT_EJECT_MAX_BACKOFF", default_value = "30s", value_parser = duration)]
+    pub eject_max_backoff: Duration,
     /// Limits on what one query may ask, shared with the leaves.
     #[command(flatten)]
     pub query: fanout_proto::query::QueryLimitArgs,
@@ -147,27 +143,27 @@ impl Args {
     /// The configuration these flags describe, or which flags disagree.
     pub fn config(&self) -> anyhow::Result<RootConfig> {
         at_least(
-            self.max_timeout_ms,
-            "--max-timeout-ms",
-            self.default_timeout_ms,
-            "--default-timeout-ms",
+            self.max_timeout,
+            "--max-timeout",
+            self.default_timeout,
+            "--default-timeout",
         )?;
         at_least(
-            self.hedge_max_delay_ms,
-            "--hedge-max-delay-ms",
-            self.hedge_min_delay_ms,
-            "--hedge-min-delay-ms",
+            self.hedge_max_delay,
+            "--hedge-max-delay",
+            self.hedge_min_delay,
+            "--hedge-min-delay",
         )?;
         at_least(
-            self.eject_max_backoff_ms,
-            "--eject-max-backoff-ms",
-            self.eject_backoff_ms,
-            "--eject-backoff-ms",
+            self.eject_max_backoff,
+            "--eject-max-backoff",
+            self.eject_backoff,
+            "--eject-backoff",
         )?;
         Ok(RootConfig {
-            default_timeout: Duration::from_millis(self.default_timeout_ms),
-            max_timeout: Duration::from_millis(self.max_timeout_ms),
-            probe_interval: Duration::from_millis(self.probe_interval_ms),
+            default_timeout: self.default_timeout,
+            max_timeout: self.max_timeout,
+            probe_interval: self.probe_interval,
             shutdown_delay: self.shutdown_delay,
             header_read_timeout: self.header_read_timeout,
             body_read_timeout: self.body_read_timeout,
@@ -177,16 +173,16 @@ impl Args {
             hedge: HedgePolicy {
                 enabled: self.hedge == Switch::On,
                 percentile: self.hedge_percentile,
-                min_delay: Duration::from_millis(self.hedge_min_delay_ms),
-                max_delay: Duration::from_millis(self.hedge_max_delay_ms),
+                min_delay: self.hedge_min_delay,
+                max_delay: self.hedge_max_delay,
                 budget_ratio: self.hedge_budget,
                 budget_burst: self.hedge_burst,
                 ..HedgePolicy::default()
             },
             replica: ReplicaPolicy {
                 consecutive_failures: self.eject_after,
-                base_backoff: Duration::from_millis(self.eject_backoff_ms),
-                max_backoff: Duration::from_millis(self.eject_max_backoff_ms),
+                base_backoff: self.eject_backoff,
+                max_backoff: self.eject_max_backoff,
                 ..ReplicaPolicy::default()
             },
             query: self.query.limits(),
@@ -205,9 +201,9 @@ pub enum Switch {
 }
 
 /// Fails unless `value` (of flag `name`) is at least `floor` (of flag `floor_name`).
-fn at_least(value: u64, name: &str, floor: u64, floor_name: &str) -> anyhow::Result<()> {
+fn at_least(value: Duration, name: &str, floor: Duration, floor_name: &str) -> anyhow::Result<()> {
     if value < floor {
-        anyhow::bail!("{name} ({value}) must be at least {floor_name} ({floor})");
+        anyhow::bail!("{name} ({value:?}) must be at least {floor_name} ({floor:?})");
     }
     Ok(())
 }
@@ -228,14 +224,35 @@ fn non_negative(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A duration (`10s`, `500ms`) of at least 100 ms: shorter timeouts and intervals would cut
-/// off every client or spin.
-fn at_least_100ms(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))?;
-    if d < Duration::from_millis(100) {
-        return Err(format!("{s:?} is under the minimum of 100ms"));
+/// A duration, as every fanout command writes them: `10s`, `500ms`, `1m 30s`.
+fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 500ms or 2s: {e}"))
+}
+
+/// A duration of at least `min`.
+fn duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
+    let d = duration(s)?;
+    if d < min {
+        return Err(format!("{s:?} is under the minimum of {min:?}"));
     }
     Ok(d)
+}
+
+/// A deadline: at least 1 ms.
+fn at_least_1ms(s: &str) -> Result<Duration, String> {
+    duration_at_least(s, Duration::from_millis(1))
+}
+
+/// A probe interval: at least 10 ms, or the prober would spin.
+fn at_least_10ms(s: &str) -> Result<Duration, String> {
+    duration_at_least(s, Duration::from_millis(10))
+}
+
+/// A connection timeout or discovery interval: at least 100 ms; shorter ones would cut off
+/// every client or spin.
+fn at_least_100ms(s: &str) -> Result<Duration, String> {
+    duration_at_least(s, Duration::from_millis(100))
 }
 
 /// Binds, prints the bound address and serves until Ctrl-C or SIGTERM.
