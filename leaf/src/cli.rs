@@ -115,24 +115,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let info = leaf.info();
     tracing::info!(%addr, shard, %replica, docs = info.num_docs, replayed = info.replayed_records, "leaf serving");
     println!("listening on {addr}");
-    crate::server::serve(listener, leaf, shutdown_signal()).await?;
+    crate::server::serve(listener, leaf, fanout_proto::process::shutdown_signal()).await?;
     tracing::info!(%addr, "leaf stopped");
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod). The handlers
-/// are installed when this is called, not when the future is first polled, so a signal that
-/// arrives during start-up is not lost to the default action.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler");
-    async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-    }
 }
 
 /// Logs to standard error, filtered by `RUST_LOG` (default `info`).

@@ -73,7 +73,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     // Listen for Ctrl-C and SIGTERM from the start: a signal during start-up stops the cluster
     // too (dropping the half-started cluster kills its processes).
-    let mut shutdown = std::pin::pin!(fanout_leaf::cli::shutdown_signal());
+    let mut shutdown = std::pin::pin!(fanout_proto::process::shutdown_signal());
     let (mut cluster, spec) = tokio::select! {
         started = start(&args) => started?,
         _ = &mut shutdown => return Ok(()),

@@ -10,7 +10,10 @@ use std::path::Path;
 
 /// Each crate's modules, bottom up.
 const CRATES: &[(&str, &[&str])] = &[
-    ("proto", &["ring", "topology", "query", "wire", "lib"]),
+    (
+        "proto",
+        &["ring", "topology", "query", "process", "wire", "lib"],
+    ),
     (
         "leaf",
         &[

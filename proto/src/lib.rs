@@ -1,14 +1,17 @@
-//! The `fanout.v1` contract, shared by every fanout component and nothing else.
+//! The `fanout.v1` contract, shared by every fanout component and nothing else: the wire,
+//! the shard function, the topology, the query limits, and how a process is told to stop.
 //!
 //! Each module uses only modules listed before it (checked by `loadtest/tests/layering.rs`):
 //!
 //! - [`ring`]: the shard function: which shard a document id belongs to.
 //! - [`topology`]: the cluster topology file: shards and the addresses of their replicas.
 //! - [`query`]: the limits every query must keep, and the one safe way to parse it.
+//! - [`process`]: how every fanout process is told to stop.
 //! - [`wire`]: what travels with every call: the message size limit, the deadline, and which
 //!   failures are worth another attempt.
 //! - [`pb`]: the gRPC leaf service and its messages, generated from `proto/fanout/v1/leaf.proto`.
 
+pub mod process;
 pub mod query;
 pub mod ring;
 pub mod topology;
