@@ -45,7 +45,7 @@ async fn queries_are_answered_while_one_replica_stalls_repeatedly_and_another_is
     let (corpus, queries) = sample(dir.path(), 5_000);
     let deadline_ms = 2_000;
     let spec = ClusterSpec {
-        root_args: vec!["--default-timeout-ms".into(), deadline_ms.to_string()],
+        root_args: vec!["--default-timeout".into(), format!("{deadline_ms}ms")],
         ..ClusterSpec::new(
             2,
             2,
