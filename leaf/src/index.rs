@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use fanout_proto::query::QueryLimits;
 use fanout_proto::ShardId;
 use serde_json::Value;
-use tantivy::collector::{Count, TopDocs};
-use tantivy::schema::{Field, Schema, Value as _};
+use tantivy::collector::Count;
+use tantivy::schema::{Field, Schema};
 use tantivy::InvertedIndexReader;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
@@ -20,6 +20,7 @@ use crate::error::LeafError;
 use crate::query::QueryBuilder;
 use crate::schema::SchemaConfig;
 use crate::stats::{shard_stats, CorpusStats, SuppliedStats};
+use crate::top::TopByScoreThenId;
 use crate::wal::{Entry, OpKind, Wal};
 
 /// The key in a tantivy commit's payload that records the last write-ahead log record the
@@ -146,7 +147,9 @@ impl ShardIndex {
             let index = Index::open_in_dir(dir)?;
             if index.schema() != schema {
                 return Err(LeafError::Config(format!(
-                    "the index in {} was created with a different schema",
+                    "the index in {} was created with a different schema (an index built before \
+                     the id field became a fast column is one: re-import it into an empty \
+                     directory, or start fanout-cluster with --fresh)",
                     dir.display()
                 )));
             }
@@ -439,7 +442,11 @@ impl ShardIndex {
             };
             searcher.search(&query, &count).map(|n| (Vec::new(), n))
         } else {
-            let top = TopDocs::with_limit(size).and_offset(from).order_by_score();
+            // The first from+size in the contract's total order, then the page.
+            let top = TopByScoreThenId {
+                id_field: self.config.id_field.clone(),
+                limit: from + size,
+            };
             let collector = Interruptible {
                 inner: (top, Count),
                 interrupt,
@@ -457,21 +464,16 @@ impl ShardIndex {
             }
         };
         let (top, total_hits) = collected.map_err(|e| search_error(e, interrupt))?;
-        let mut hits = Vec::with_capacity(top.len());
+        let mut hits = Vec::with_capacity(size.min(top.len()));
         let mut response_bytes = 0;
-        for (i, (score, address)) in top.into_iter().enumerate() {
+        for (i, hit) in top.into_iter().skip(from).enumerate() {
             // Reading stored documents is most of a deep page's work.
             if i % 64 == 63 {
                 interrupt.check().map_err(LeafError::from)?;
             }
-            let doc: TantivyDocument = searcher.doc(address)?;
-            let id = doc
-                .get_first(self.id_field)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string();
+            let doc: TantivyDocument = searcher.doc(hit.address)?;
             let fields_json = stored_fields_json(&self.schema, &doc)?;
-            response_bytes += id.len() + fields_json.len();
+            response_bytes += hit.id.len() + fields_json.len();
             if response_bytes > MAX_RESPONSE_BYTES {
                 return Err(LeafError::InvalidArgument(format!(
                     "the first {} hits' stored fields are over {} MiB, the most a response \
@@ -481,8 +483,8 @@ impl ShardIndex {
                 )));
             }
             hits.push(LeafHit {
-                id,
-                score,
+                id: hit.id,
+                score: hit.score,
                 fields_json,
             });
         }

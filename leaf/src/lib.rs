@@ -5,6 +5,7 @@
 //!
 //! - [`schema`]: the schema file and the tantivy schema built from it.
 //! - [`collect`]: collection that stops when its caller left or its deadline passed.
+//! - [`top`]: the first `from + size` matches in the contract's total order (score, then id).
 //! - [`wal`]: the write-ahead log that makes an acknowledged batch durable before a commit.
 //! - [`stats`]: BM25 statistics summed over shards, so that every shard scores as one index.
 //! - [`seed`]: a new replica stays NOT_SERVING until an import has filled it.
@@ -31,6 +32,7 @@ pub mod seed;
 pub mod server;
 pub mod service;
 pub mod stats;
+pub mod top;
 pub mod wal;
 
 pub use error::LeafError;

@@ -13,6 +13,9 @@
 //! fast = false           # columnar, for sorting and filters (default false)
 //! ```
 //!
+//! The id field is always fast, whatever the file says: every cut of a ranking breaks ties
+//! between equal scores by id, read from its column.
+//!
 //! Document fields the schema does not name are ignored, so one schema can serve NDJSON with
 //! extra attributes.
 
@@ -247,7 +250,8 @@ impl SchemaConfig {
                     if f.stored {
                         opts = opts.set_stored();
                     }
-                    if f.fast {
+                    // The id is always a fast column: the total order breaks ties by it.
+                    if f.fast || f.name == self.id_field {
                         opts = opts.set_fast("raw");
                     }
                     builder.add_text_field(&f.name, opts);

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use fanout_leaf::collect::{Interrupt, Interruptible};
 use fanout_leaf::query::QueryBuilder;
+use fanout_leaf::top::TopByScoreThenId;
 use fanout_leaf::{SchemaConfig, ShardIndex, WriterOptions};
 use fanout_loadtest::direct::{for_each_document, load_queries};
 use fanout_proto::query::QueryLimits;
@@ -83,7 +84,18 @@ fn compare(
         deadline: Some(Instant::now() + Duration::from_secs(3_600)),
     };
     let top = || (TopDocs::with_limit(10).order_by_score(), Count);
+    // What the leaf runs now: the interruptible wrapper around the total-order collection.
+    let ordered = || {
+        (
+            TopByScoreThenId {
+                id_field: "id".into(),
+                limit: 10,
+            },
+            Count,
+        )
+    };
     let (mut plain_us, mut checked_us, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ordered_us, mut ordered_ratios) = (Vec::new(), Vec::new());
     let per_query = |d: Duration| d.as_secs_f64() * 1e6 / queries.len() as f64;
     for round in 0..=rounds {
         let started = Instant::now();
@@ -102,14 +114,37 @@ fn compare(
             checked_hits += searcher.search(q, &collector)?.1;
         }
         let checked = started.elapsed();
-        anyhow::ensure!(plain_hits == checked_hits, "the two collections disagree");
+        let started = Instant::now();
+        let mut ordered_hits = 0;
+        for q in queries {
+            let collector = Interruptible {
+                inner: ordered(),
+                interrupt: &interrupt,
+            };
+            ordered_hits += searcher.search(q, &collector)?.1;
+        }
+        let in_order = started.elapsed();
+        anyhow::ensure!(
+            plain_hits == checked_hits && plain_hits == ordered_hits,
+            "the collections disagree"
+        );
         if round > 0 {
             plain_us.push(per_query(plain));
             checked_us.push(per_query(checked));
+            ordered_us.push(per_query(in_order));
             ratios.push(checked.as_secs_f64() / plain.as_secs_f64());
+            ordered_ratios.push(in_order.as_secs_f64() / plain.as_secs_f64());
         }
     }
     let ratio = median(&mut ratios);
+    let ordered_ratio = median(&mut ordered_ratios);
+    println!(
+        "{name}: total order (score, then id), interruptible {:.1} µs/query; ratio to tantivy \
+         {ordered_ratio:.3} (min {:.3}, max {:.3})",
+        median(&mut ordered_us),
+        ordered_ratios.first().unwrap_or(&f64::NAN),
+        ordered_ratios.last().unwrap_or(&f64::NAN),
+    );
     println!(
         "{name} ({} queries): tantivy {:.1} µs/query, interruptible {:.1} µs/query (medians); \
          ratio of pairs {:.3} (min {:.3}, max {:.3})",

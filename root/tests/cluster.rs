@@ -260,6 +260,39 @@ async fn pages_concatenate_to_the_full_ranking_and_post_matches_get() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ties_are_cut_by_id_so_pages_never_repeat_or_skip() {
+    // Indexed last id first: a cut by insertion order (tantivy's own tie-break) would keep the
+    // largest ids.
+    let mut docs = corpus(300);
+    docs.reverse();
+    let cluster = TestCluster::start(&docs, RootConfig::default()).await;
+    let mut ids: Vec<String> = docs.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    // Every document ties: `*` scores 1, and every body is the one word "fruit".
+    for q in ["*", "body:fruit"] {
+        let (_, all) = cluster.get(&format!("/v1/search?q={q}&size=300")).await;
+        assert_eq!(hit_ids(&all), ids, "{q}: ties rank by id");
+        let (_, first) = cluster.get(&format!("/v1/search?q={q}&size=10")).await;
+        assert_eq!(
+            hit_ids(&first),
+            ids[..10],
+            "{q}: the first page is the smallest ids"
+        );
+        let mut paged = Vec::new();
+        for from in (0..300).step_by(10) {
+            let (_, page) = cluster
+                .get(&format!("/v1/search?q={q}&size=10&from={from}"))
+                .await;
+            paged.extend(hit_ids(&page));
+        }
+        assert_eq!(
+            paged, ids,
+            "{q}: pages of 10 are the whole ranking, once each"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
     let cluster = TestCluster::start(&corpus(16), RootConfig::default()).await;
     let reason = |body: &Value| body["error"]["reason"].as_str().unwrap().to_string();
