@@ -10,7 +10,7 @@ use fanout_proto::query::QueryLimits;
 use fanout_proto::ShardId;
 use serde_json::Value;
 use tantivy::collector::Count;
-use tantivy::schema::{Field, Schema};
+use tantivy::schema::{Field, Schema, Value as _};
 use tantivy::InvertedIndexReader;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
@@ -20,7 +20,7 @@ use crate::error::LeafError;
 use crate::query::QueryBuilder;
 use crate::schema::SchemaConfig;
 use crate::stats::{shard_stats, CorpusStats, SuppliedStats};
-use crate::top::TopByScoreThenId;
+use crate::top::{IdColumns, TopByScoreThenId};
 use crate::wal::{Entry, OpKind, Wal};
 
 /// The key in a tantivy commit's payload that records the last write-ahead log record the
@@ -125,6 +125,8 @@ pub struct ShardIndex {
     generation: AtomicU64,
     /// Log records replayed when the index was opened.
     replayed: u64,
+    /// The segments' id columns, for the total order.
+    id_columns: IdColumns,
 }
 
 impl ShardIndex {
@@ -239,6 +241,7 @@ impl ShardIndex {
             queries,
             generation: AtomicU64::new(generation),
             replayed: 0,
+            id_columns: IdColumns::default(),
         })
     }
 
@@ -444,8 +447,9 @@ impl ShardIndex {
         } else {
             // The first from+size in the contract's total order, then the page.
             let top = TopByScoreThenId {
-                id_field: self.config.id_field.clone(),
+                id_field: &self.config.id_field,
                 limit: from + size,
+                columns: &self.id_columns,
             };
             let collector = Interruptible {
                 inner: (top, Count),
@@ -464,6 +468,12 @@ impl ShardIndex {
             }
         };
         let (top, total_hits) = collected.map_err(|e| search_error(e, interrupt))?;
+        let live: Vec<_> = searcher
+            .segment_readers()
+            .iter()
+            .map(|s| s.segment_id())
+            .collect();
+        self.id_columns.keep_only(&live);
         let mut hits = Vec::with_capacity(size.min(top.len()));
         let mut response_bytes = 0;
         for (i, hit) in top.into_iter().skip(from).enumerate() {
@@ -472,8 +482,13 @@ impl ShardIndex {
                 interrupt.check().map_err(LeafError::from)?;
             }
             let doc: TantivyDocument = searcher.doc(hit.address)?;
+            let id = doc
+                .get_first(self.id_field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string();
             let fields_json = stored_fields_json(&self.schema, &doc)?;
-            response_bytes += hit.id.len() + fields_json.len();
+            response_bytes += id.len() + fields_json.len();
             if response_bytes > MAX_RESPONSE_BYTES {
                 return Err(LeafError::InvalidArgument(format!(
                     "the first {} hits' stored fields are over {} MiB, the most a response \
@@ -483,7 +498,7 @@ impl ShardIndex {
                 )));
             }
             hits.push(LeafHit {
-                id: hit.id,
+                id,
                 score: hit.score,
                 fields_json,
             });

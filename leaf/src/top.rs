@@ -9,20 +9,20 @@
 //! first `limit` of the shard's matches in the total order, whatever the segments.
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{PoisonError, RwLock};
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::StrColumn;
+use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 
 /// One hit in the total order.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RankedHit {
     /// Its score.
     pub score: Score,
-    /// Its id.
-    pub id: String,
-    /// Where it is, to read its stored fields.
+    /// Where it is, to read its id and stored fields.
     pub address: DocAddress,
 }
 
@@ -31,15 +31,76 @@ pub fn rank(a: (Score, &str), b: (Score, &str)) -> Ordering {
     b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
 }
 
-/// Collects the first `limit` matches in the total order (score, then id).
-pub struct TopByScoreThenId {
-    /// The id field's name; it must be a fast string field.
-    pub id_field: String,
-    /// How many to keep.
-    pub limit: usize,
+/// The id column of each segment searched lately, opened once: opening one reads the index of
+/// its dictionary, which costs more than scoring a small query. Segments never change, so an
+/// entry stays right until its segment is merged away ([`IdColumns::keep_only`]).
+#[derive(Default)]
+pub struct IdColumns {
+    // Poisoning means nothing for a cache of immutable columns: a panicking reader leaves it
+    // as it was.
+    columns: RwLock<HashMap<SegmentId, Option<StrColumn>>>,
 }
 
-impl Collector for TopByScoreThenId {
+impl IdColumns {
+    /// The id column of `segment` (none if no document of it has an id).
+    fn get(&self, segment: &SegmentReader, field: &str) -> tantivy::Result<Option<StrColumn>> {
+        let id = segment.segment_id();
+        if let Some(column) = self
+            .columns
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+        {
+            return Ok(column.clone());
+        }
+        // An index whose id is not a fast field was built before the total order, and
+        // cannot give it.
+        let column = segment.fast_fields().str(field).map_err(|e| {
+            TantivyError::SchemaError(format!(
+                "the id field {field:?} is not a fast field ({e}): this index predates the \
+                 total order; re-index it"
+            ))
+        })?;
+        self.columns
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, column.clone());
+        Ok(column)
+    }
+
+    /// Forgets the columns of segments other than `live`, once there are more than those.
+    pub fn keep_only(&self, live: &[SegmentId]) {
+        let mut columns = self.columns.write().unwrap_or_else(PoisonError::into_inner);
+        if columns.len() > live.len() {
+            columns.retain(|id, _| live.contains(id));
+        }
+    }
+
+    /// Segments whose columns are held.
+    pub fn len(&self) -> usize {
+        self.columns
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no column is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Collects the first `limit` matches in the total order (score, then id).
+pub struct TopByScoreThenId<'a> {
+    /// The id field's name; it must be a fast string field.
+    pub id_field: &'a str,
+    /// How many to keep.
+    pub limit: usize,
+    /// Where the segments' id columns are kept between searches.
+    pub columns: &'a IdColumns,
+}
+
+impl Collector for TopByScoreThenId<'_> {
     type Fruit = Vec<RankedHit>;
     type Child = SegmentTop;
 
@@ -48,15 +109,7 @@ impl Collector for TopByScoreThenId {
         segment_ord: SegmentOrdinal,
         segment: &SegmentReader,
     ) -> tantivy::Result<SegmentTop> {
-        // A segment whose documents have no id has no column (None); an index whose id is not
-        // a fast field was built before the total order, and cannot give it.
-        let ids = segment.fast_fields().str(&self.id_field).map_err(|e| {
-            TantivyError::SchemaError(format!(
-                "the id field {:?} is not a fast field ({e}): this index predates the total \
-                 order; re-index it",
-                self.id_field
-            ))
-        })?;
+        let ids = self.columns.get(segment, self.id_field)?;
         Ok(SegmentTop {
             ids,
             segment_ord,
@@ -69,11 +122,50 @@ impl Collector for TopByScoreThenId {
         true
     }
 
-    fn merge_fruits(&self, segments: Vec<Vec<RankedHit>>) -> tantivy::Result<Vec<RankedHit>> {
-        let mut all: Vec<RankedHit> = segments.into_iter().flatten().collect();
-        all.sort_unstable_by(|a, b| rank((a.score, &a.id), (b.score, &b.id)));
+    fn merge_fruits(&self, segments: Vec<SegmentFruit>) -> tantivy::Result<Vec<RankedHit>> {
+        let mut all: Vec<(Score, SegmentOrdinal, u64, DocId)> = segments
+            .iter()
+            .flat_map(|s| {
+                s.kept
+                    .iter()
+                    .map(|k| (k.score, s.segment_ord, k.ord, k.doc))
+            })
+            .collect();
+        all.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        // Equal scores: within one segment the id ordinals order like the ids, so only a tie
+        // that spans segments needs the ids themselves, and only if it reaches the cut.
+        let columns: HashMap<SegmentOrdinal, &Option<StrColumn>> =
+            segments.iter().map(|s| (s.segment_ord, &s.ids)).collect();
+        let mut start = 0;
+        while start < all.len().min(self.limit) {
+            let end = start
+                + all[start..]
+                    .iter()
+                    .take_while(|h| h.0 == all[start].0)
+                    .count();
+            let group = &mut all[start..end];
+            if group.iter().all(|h| h.1 == group[0].1) {
+                group.sort_unstable_by_key(|h| h.2);
+            } else {
+                let id = |h: &(Score, SegmentOrdinal, u64, DocId)| {
+                    let mut id = String::new();
+                    if let Some(Some(column)) = columns.get(&h.1) {
+                        let _ = column.ord_to_str(h.2, &mut id);
+                    }
+                    id
+                };
+                group.sort_by_cached_key(|h| (id(h), h.1, h.2));
+            }
+            start = end;
+        }
         all.truncate(self.limit);
-        Ok(all)
+        Ok(all
+            .into_iter()
+            .map(|(score, segment, _, doc)| RankedHit {
+                score,
+                address: DocAddress::new(segment, doc),
+            })
+            .collect())
     }
 }
 
@@ -119,20 +211,45 @@ pub struct SegmentTop {
     heap: BinaryHeap<Kept>,
 }
 
+impl SegmentTop {
+    /// The ordinal of `doc`'s id in this segment; a document without one sorts after every
+    /// other of its score.
+    fn ord(&self, doc: DocId) -> u64 {
+        self.ids
+            .as_ref()
+            .and_then(|ids| ids.ords().first(doc))
+            .unwrap_or(u64::MAX)
+    }
+}
+
+/// One segment's kept documents, and its id column to break ties across segments.
+pub struct SegmentFruit {
+    ids: Option<StrColumn>,
+    segment_ord: SegmentOrdinal,
+    kept: Vec<Kept>,
+}
+
 impl SegmentCollector for SegmentTop {
-    type Fruit = Vec<RankedHit>;
+    type Fruit = SegmentFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
         if self.limit == 0 {
             return;
         }
-        // A document without an id sorts after every other of its score.
-        let ord = self
-            .ids
-            .as_ref()
-            .and_then(|ids| ids.ords().first(doc))
-            .unwrap_or(u64::MAX);
-        let candidate = Kept { score, ord, doc };
+        if self.heap.len() == self.limit
+            && self
+                .heap
+                .peek()
+                .is_some_and(|worst| score.total_cmp(&worst.score) == Ordering::Less)
+        {
+            // Below the worst kept: no need to read its id.
+            return;
+        }
+        let candidate = Kept {
+            score,
+            ord: self.ord(doc),
+            doc,
+        };
         if self.heap.len() < self.limit {
             self.heap.push(candidate);
         } else if let Some(mut worst) = self.heap.peek_mut() {
@@ -142,23 +259,12 @@ impl SegmentCollector for SegmentTop {
         }
     }
 
-    fn harvest(self) -> Vec<RankedHit> {
-        let mut id = String::new();
-        self.heap
-            .into_iter()
-            .map(|kept| {
-                id.clear();
-                // An ordinal of this segment's own column always has its term.
-                if let Some(ids) = &self.ids {
-                    let _ = ids.ord_to_str(kept.ord, &mut id);
-                }
-                RankedHit {
-                    score: kept.score,
-                    id: id.clone(),
-                    address: DocAddress::new(self.segment_ord, kept.doc),
-                }
-            })
-            .collect()
+    fn harvest(self) -> SegmentFruit {
+        SegmentFruit {
+            ids: self.ids,
+            segment_ord: self.segment_ord,
+            kept: self.heap.into_vec(),
+        }
     }
 }
 
@@ -167,12 +273,12 @@ mod tests {
     use super::*;
     use tantivy::collector::Count;
     use tantivy::query::AllQuery;
-    use tantivy::schema::{Schema, STORED, STRING, TEXT};
+    use tantivy::schema::{Schema, Value, STORED, STRING, TEXT};
     use tantivy::{doc, Index};
 
     /// An index of ids `0..n` (zero-padded, so string order is number order) spread over
     /// several segments in a shuffled order, every document scoring the same for `*`.
-    fn tied_index(n: usize, segments: usize) -> Index {
+    fn tied_index(n: usize, segments: usize) -> (Index, tantivy::schema::Field) {
         let mut schema = Schema::builder();
         let id = schema.add_text_field("id", STRING | STORED | tantivy::schema::FAST);
         let body = schema.add_text_field("body", TEXT);
@@ -189,25 +295,41 @@ mod tests {
             }
             writer.commit().unwrap();
         }
-        index
+        (index, id)
     }
 
     #[test]
     fn ties_are_cut_by_id_whatever_the_segments() {
-        let index = tied_index(500, 5);
+        let (index, id) = tied_index(500, 5);
         let searcher = index.reader().unwrap().searcher();
-        assert!(searcher.segment_readers().len() > 1);
+        let segments = searcher.segment_readers().len();
+        assert!(segments > 1);
+        let columns = IdColumns::default();
         for limit in [0, 1, 7, 100, 499, 500, 800] {
             let collector = TopByScoreThenId {
-                id_field: "id".into(),
+                id_field: "id",
                 limit,
+                columns: &columns,
             };
             let (top, count) = searcher.search(&AllQuery, &(collector, Count)).unwrap();
             assert_eq!(count, 500);
-            let ids: Vec<String> = top.iter().map(|h| h.id.clone()).collect();
+            let ids: Vec<String> = top
+                .iter()
+                .map(|h| {
+                    let doc: tantivy::TantivyDocument = searcher.doc(h.address).unwrap();
+                    doc.get_first(id).unwrap().as_str().unwrap().to_string()
+                })
+                .collect();
             let expected: Vec<String> = (0..limit.min(500)).map(|i| format!("{i:05}")).collect();
             assert_eq!(ids, expected, "limit {limit}");
         }
+        assert_eq!(
+            columns.len(),
+            segments,
+            "each segment's column is opened once"
+        );
+        columns.keep_only(&[searcher.segment_readers()[0].segment_id()]);
+        assert_eq!(columns.len(), 1);
     }
 
     #[test]
@@ -227,9 +349,11 @@ mod tests {
         writer.add_document(doc!()).unwrap();
         writer.commit().unwrap();
         let searcher = index.reader().unwrap().searcher();
+        let columns = IdColumns::default();
         let collector = TopByScoreThenId {
-            id_field: "id".into(),
+            id_field: "id",
             limit: 3,
+            columns: &columns,
         };
         let err = searcher.search(&AllQuery, &collector).unwrap_err();
         assert!(err.to_string().contains("not a fast field"), "{err}");

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use fanout_leaf::collect::{Interrupt, Interruptible};
 use fanout_leaf::query::QueryBuilder;
-use fanout_leaf::top::TopByScoreThenId;
+use fanout_leaf::top::{IdColumns, TopByScoreThenId};
 use fanout_leaf::{SchemaConfig, ShardIndex, WriterOptions};
 use fanout_loadtest::direct::{for_each_document, load_queries};
 use fanout_proto::query::QueryLimits;
@@ -85,11 +85,13 @@ fn compare(
     };
     let top = || (TopDocs::with_limit(10).order_by_score(), Count);
     // What the leaf runs now: the interruptible wrapper around the total-order collection.
+    let columns = IdColumns::default();
     let ordered = || {
         (
             TopByScoreThenId {
-                id_field: "id".into(),
+                id_field: "id",
                 limit: 10,
+                columns: &columns,
             },
             Count,
         )
