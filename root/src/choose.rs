@@ -6,19 +6,18 @@
 use std::sync::Arc;
 
 use crate::cluster::Replica;
-use crate::replica::{ReplicaPolicy, ReplicaState};
+use crate::replica::ReplicaState;
 
 /// Chooses a replica of `replicas` not yet tried for this request: power of two choices over the
 /// ones not ejected, or, if all untried ones are ejected, over those (their ejection may be
 /// stale).
-pub fn choose(replicas: &[Arc<Replica>], tried: &[bool], policy: &ReplicaPolicy) -> Option<usize> {
+pub fn choose(replicas: &[Arc<Replica>], tried: &[bool]) -> Option<usize> {
     let loads = |want_available: bool| -> Vec<Option<f64>> {
         replicas
             .iter()
             .zip(tried)
             .map(|(r, &t)| {
-                (!t && r.state.is_available() == want_available)
-                    .then(|| load_score(&r.state, policy))
+                (!t && r.state.is_available() == want_available).then(|| load_score(&r.state))
             })
             .collect()
     };
@@ -28,8 +27,8 @@ pub fn choose(replicas: &[Arc<Replica>], tried: &[bool], policy: &ReplicaPolicy)
 
 /// The load score power of two choices compares: latency times queue length (+1, so an idle
 /// replica's latency still counts). Lower is better.
-pub fn load_score(state: &ReplicaState, policy: &ReplicaPolicy) -> f64 {
-    (state.latency_us(policy) + 1.0) * f64::from(state.outstanding() + 1)
+pub fn load_score(state: &ReplicaState) -> f64 {
+    (state.latency_us() + 1.0) * f64::from(state.outstanding() + 1)
 }
 
 /// Chooses among the candidates (`Some(load)`; `None` is not eligible) by power of two choices.
@@ -65,23 +64,22 @@ mod tests {
     async fn never_chooses_a_tried_replica_and_prefers_available_ones() {
         let set = replica_set(3);
         let replicas = set.replicas();
-        let policy = ReplicaPolicy::default();
         for _ in 0..50 {
-            assert_eq!(choose(&replicas, &[true, false, true], &policy), Some(1));
+            assert_eq!(choose(&replicas, &[true, false, true]), Some(1));
         }
-        assert_eq!(choose(&replicas, &[true, true, true], &policy), None);
-        replicas[0].state.record_failure(&policy);
-        replicas[0].state.record_failure(&policy);
+        assert_eq!(choose(&replicas, &[true, true, true]), None);
+        replicas[0].state.record_failure();
+        replicas[0].state.record_failure();
         assert!(!replicas[0].state.is_available());
         for _ in 0..50 {
             assert_ne!(
-                choose(&replicas, &[false, false, false], &policy),
+                choose(&replicas, &[false, false, false]),
                 Some(0),
                 "ejected replicas go last"
             );
         }
         assert_eq!(
-            choose(&replicas, &[false, true, true], &policy),
+            choose(&replicas, &[false, true, true]),
             Some(0),
             "but are still a last resort"
         );
@@ -92,12 +90,11 @@ mod tests {
     async fn spreads_load_toward_the_less_busy_replica() {
         let set = replica_set(2);
         let replicas = set.replicas();
-        let policy = ReplicaPolicy::default();
         for _ in 0..5 {
             replicas[0].state.start();
         }
         for _ in 0..20 {
-            assert_eq!(choose(&replicas, &[false, false], &policy), Some(1));
+            assert_eq!(choose(&replicas, &[false, false]), Some(1));
         }
     }
 
@@ -143,14 +140,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn load_grows_with_requests_in_flight() {
-        let policy = ReplicaPolicy::default();
-        let r = ReplicaState::new(&policy);
+        let r = ReplicaState::new(&crate::replica::ReplicaPolicy::default());
         r.start();
-        r.finish(std::time::Duration::from_millis(1), &policy);
-        let idle = load_score(&r, &policy);
+        r.finish(std::time::Duration::from_millis(1));
+        let idle = load_score(&r);
         r.start();
         r.start();
         assert_eq!(r.outstanding(), 2);
-        assert!((load_score(&r, &policy) / idle - 3.0).abs() < 1e-6);
+        assert!((load_score(&r) / idle - 3.0).abs() < 1e-6);
     }
 }

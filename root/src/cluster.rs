@@ -15,7 +15,7 @@ use fanout_proto::{ReplicaAddr, ShardId, Topology};
 
 use crate::client::{GrpcLeafClient, LeafClient};
 use crate::config::RootConfig;
-use crate::hedge::{HedgeBudget, HedgePolicy, LatencyWindow};
+use crate::hedge::{HedgeBudget, LatencyWindow};
 use crate::metrics::ShardMetrics;
 use crate::quarantine::{KnownGood, Quarantine};
 use crate::replica::{FailureEffect, ReplicaPolicy, ReplicaState};
@@ -44,8 +44,8 @@ impl Replica {
 
     /// Records a failed request or probe; an ejection it causes is logged and counted here, the
     /// one place that does so whether a query or the health prober saw the failure.
-    pub fn record_failure(&self, policy: &ReplicaPolicy, why: &str) {
-        if let FailureEffect::Ejected(backoff) = self.state.record_failure(policy) {
+    pub fn record_failure(&self, why: &str) {
+        if let FailureEffect::Ejected(backoff) = self.state.record_failure() {
             tracing::warn!(replica = %self.name, ?backoff, why, "replica ejected after consecutive failures");
             self.ejections.increment(1);
         }
@@ -153,8 +153,8 @@ impl ReplicaSet {
     }
 
     /// Records the latency of an answered request.
-    pub fn record_latency(&self, latency: Duration, policy: &HedgePolicy) {
-        self.window.lock().record(latency, policy);
+    pub fn record_latency(&self, latency: Duration) {
+        self.window.lock().record(latency);
     }
 
     /// How long a request may be outstanding before it is hedged.
@@ -267,9 +267,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn membership_changes_keep_what_was_learnt_of_staying_replicas() {
         let set = replica_set(2);
-        let policy = ReplicaPolicy::default();
         let before = set.replicas();
-        before[1].state.record_failure(&policy);
+        before[1].state.record_failure();
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let mut connected = Vec::new();
         let change = set.set_membership(&names(&["r1", "r2"]), |name: &String| {

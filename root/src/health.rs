@@ -17,9 +17,9 @@ pub async fn probe_all(cluster: &Cluster, config: &RootConfig) {
         .flat_map(|s| s.iter())
         .map(|replica| async move {
             if replica.client.check_health(config.probe_timeout).await {
-                replica.state.record_success(&config.replica);
+                replica.state.record_success();
             } else {
-                replica.record_failure(&config.replica, "health probe failed");
+                replica.record_failure("health probe failed");
             }
         });
     futures::future::join_all(probes).await;

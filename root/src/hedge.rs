@@ -50,6 +50,7 @@ impl Default for HedgePolicy {
 /// A shard's recent latencies and the hedge delay they imply.
 #[derive(Debug)]
 pub struct LatencyWindow {
+    policy: HedgePolicy,
     samples_us: Vec<u32>,
     next: usize,
     since_estimate: usize,
@@ -64,6 +65,7 @@ impl LatencyWindow {
     /// An empty window; until `policy.min_samples` arrive the delay is `policy.max_delay`.
     pub fn new(policy: &HedgePolicy) -> Self {
         Self {
+            policy: policy.clone(),
             samples_us: Vec::with_capacity(policy.window),
             next: 0,
             since_estimate: 0,
@@ -72,7 +74,8 @@ impl LatencyWindow {
     }
 
     /// Adds a latency, replacing the oldest once the window is full.
-    pub fn record(&mut self, latency: Duration, policy: &HedgePolicy) {
+    pub fn record(&mut self, latency: Duration) {
+        let policy = &self.policy;
         let us = latency.as_micros().min(u128::from(u32::MAX)) as u32;
         if self.samples_us.len() < policy.window.max(1) {
             self.samples_us.push(us);
@@ -171,20 +174,20 @@ mod tests {
         );
         for i in 0..100u64 {
             // 95 fast requests and 5 slow ones per hundred.
-            w.record(if i % 20 == 0 { ms(50) } else { ms(3) }, &policy);
+            w.record(if i % 20 == 0 { ms(50) } else { ms(3) });
         }
         assert_eq!(w.delay(), ms(3));
         // Latencies shift up: the window forgets the old ones.
         for _ in 0..1_000 {
-            w.record(ms(10), &policy);
+            w.record(ms(10));
         }
         assert_eq!(w.delay(), ms(10));
         for _ in 0..1_000 {
-            w.record(Duration::from_micros(10), &policy);
+            w.record(Duration::from_micros(10));
         }
         assert_eq!(w.delay(), policy.min_delay);
         for _ in 0..1_000 {
-            w.record(ms(5_000), &policy);
+            w.record(ms(5_000));
         }
         assert_eq!(w.delay(), policy.max_delay);
     }

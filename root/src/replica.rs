@@ -54,9 +54,11 @@ struct Health {
     backoff: Duration,
 }
 
-/// One replica's load, latency and health, shared by every request of a root.
+/// One replica's load, latency and health, shared by every request of a root, judged by the
+/// policy it was made with.
 #[derive(Debug)]
 pub struct ReplicaState {
+    policy: ReplicaPolicy,
     outstanding: AtomicU32,
     ewma: Mutex<Ewma>,
     health: Mutex<Health>,
@@ -75,6 +77,7 @@ impl ReplicaState {
     /// A replica with no history: no latency estimate, not ejected.
     pub fn new(policy: &ReplicaPolicy) -> Self {
         Self {
+            policy: policy.clone(),
             outstanding: AtomicU32::new(0),
             ewma: Mutex::new(Ewma {
                 cost_us: 0.0,
@@ -100,7 +103,8 @@ impl ReplicaState {
 
     /// Marks a request as finished (answered, failed or cancelled) after `latency`; the latency
     /// feeds the estimate (for a cancelled request it is a lower bound, still worth knowing).
-    pub fn finish(&self, latency: Duration, policy: &ReplicaPolicy) {
+    pub fn finish(&self, latency: Duration) {
+        let policy = &self.policy;
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut ewma = self.ewma.lock();
@@ -118,7 +122,8 @@ impl ReplicaState {
     }
 
     /// The latency estimate now, in microseconds.
-    pub fn latency_us(&self, policy: &ReplicaPolicy) -> f64 {
+    pub fn latency_us(&self) -> f64 {
+        let policy = &self.policy;
         let ewma = self.ewma.lock();
         ewma.cost_us
             * weight(
@@ -141,7 +146,8 @@ impl ReplicaState {
     }
 
     /// Records a success: the replica is fully re-admitted.
-    pub fn record_success(&self, policy: &ReplicaPolicy) {
+    pub fn record_success(&self) {
+        let policy = &self.policy;
         let mut health = self.health.lock();
         health.failures = 0;
         health.ejected_until = None;
@@ -149,7 +155,8 @@ impl ReplicaState {
     }
 
     /// Records a failure; ejects the replica once failures in a row reach the threshold.
-    pub fn record_failure(&self, policy: &ReplicaPolicy) -> FailureEffect {
+    pub fn record_failure(&self) -> FailureEffect {
+        let policy = &self.policy;
         let now = Instant::now();
         let mut health = self.health.lock();
         health.failures += 1;
@@ -182,14 +189,14 @@ mod tests {
         let policy = ReplicaPolicy::default();
         let r = ReplicaState::new(&policy);
         r.start();
-        r.finish(ms(2), &policy);
+        r.finish(ms(2));
         tokio::time::advance(ms(100)).await;
         r.start();
-        r.finish(ms(200), &policy);
-        let peak = r.latency_us(&policy);
+        r.finish(ms(200));
+        let peak = r.latency_us();
         assert!((peak - 200_000.0).abs() < 1.0, "peak taken at once: {peak}");
         tokio::time::advance(policy.decay).await;
-        let later = r.latency_us(&policy);
+        let later = r.latency_us();
         assert!(
             (later / peak - (-1f64).exp()).abs() < 1e-3,
             "decays by e per time constant: {later}"
@@ -197,8 +204,8 @@ mod tests {
         // A fast observation after a long quiet period pulls the estimate most of the way down.
         tokio::time::advance(policy.decay * 5).await;
         r.start();
-        r.finish(ms(1), &policy);
-        assert!(r.latency_us(&policy) < 3_000.0);
+        r.finish(ms(1));
+        assert!(r.latency_us() < 3_000.0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -206,17 +213,17 @@ mod tests {
         let policy = ReplicaPolicy::default();
         let r = ReplicaState::new(&policy);
         r.start();
-        r.finish(ms(10), &policy);
+        r.finish(ms(10));
         tokio::time::advance(policy.decay).await;
         r.start();
-        r.finish(ms(1), &policy);
+        r.finish(ms(1));
         // 10 ms · e^-1 + 1 ms · (1 - e^-1): the old cost decays once, not twice.
         let e = (-1f64).exp();
         let expected = 10_000.0 * e + 1_000.0 * (1.0 - e);
         assert!(
-            (r.latency_us(&policy) - expected).abs() < 1.0,
+            (r.latency_us() - expected).abs() < 1.0,
             "{}",
-            r.latency_us(&policy)
+            r.latency_us()
         );
     }
 
@@ -224,26 +231,26 @@ mod tests {
     async fn consecutive_failures_eject_with_growing_backoff_and_a_success_readmits() {
         let policy = ReplicaPolicy::default();
         let r = ReplicaState::new(&policy);
-        assert_eq!(r.record_failure(&policy), FailureEffect::Counted);
+        assert_eq!(r.record_failure(), FailureEffect::Counted);
         assert!(r.is_available());
-        assert_eq!(r.record_failure(&policy), FailureEffect::Ejected(ms(1_000)));
+        assert_eq!(r.record_failure(), FailureEffect::Ejected(ms(1_000)));
         assert!(!r.is_available());
         // Failures while ejected do not extend the ejection.
-        assert_eq!(r.record_failure(&policy), FailureEffect::Counted);
+        assert_eq!(r.record_failure(), FailureEffect::Counted);
         tokio::time::advance(ms(1_000)).await;
         assert!(r.is_available(), "eligible again after the backoff");
         // Still failing: ejected again at once, for twice as long.
-        assert_eq!(r.record_failure(&policy), FailureEffect::Ejected(ms(2_000)));
+        assert_eq!(r.record_failure(), FailureEffect::Ejected(ms(2_000)));
         tokio::time::advance(ms(2_000)).await;
-        r.record_success(&policy);
+        r.record_success();
         assert!(r.is_available() && !r.is_failing());
         assert_eq!(
-            r.record_failure(&policy),
+            r.record_failure(),
             FailureEffect::Counted,
             "a success resets the count"
         );
         assert_eq!(
-            r.record_failure(&policy),
+            r.record_failure(),
             FailureEffect::Ejected(ms(1_000)),
             "and the backoff"
         );
@@ -259,7 +266,7 @@ mod tests {
         let r = ReplicaState::new(&policy);
         let mut lengths = Vec::new();
         for _ in 0..4 {
-            if let FailureEffect::Ejected(d) = r.record_failure(&policy) {
+            if let FailureEffect::Ejected(d) = r.record_failure() {
                 lengths.push(d);
                 tokio::time::advance(d).await;
             }

@@ -27,7 +27,7 @@ use crate::client::{check_answer, ShardError};
 use crate::cluster::{Cluster, Replica, ReplicaSet};
 use crate::config::RootConfig;
 use crate::metrics::AttemptKind;
-use crate::replica::{ReplicaPolicy, ReplicaState};
+use crate::replica::ReplicaState;
 
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -99,16 +99,14 @@ pub async fn scatter(
 /// answered, failed, or dropped (cancelled).
 struct InFlight<'a> {
     state: &'a ReplicaState,
-    policy: &'a ReplicaPolicy,
     started: Instant,
 }
 
 impl<'a> InFlight<'a> {
-    fn new(state: &'a ReplicaState, policy: &'a ReplicaPolicy) -> Self {
+    fn new(state: &'a ReplicaState) -> Self {
         state.start();
         Self {
             state,
-            policy,
             started: Instant::now(),
         }
     }
@@ -116,19 +114,18 @@ impl<'a> InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.state.finish(self.started.elapsed(), self.policy);
+        self.state.finish(self.started.elapsed());
     }
 }
 
 /// One attempt: the replica's answer, tagged with the attempt's slot in the report list.
 async fn attempt(
     replica: &Replica,
-    policy: &ReplicaPolicy,
     request: pb::SearchRequest,
     deadline: Instant,
     slot: usize,
 ) -> (usize, Result<pb::SearchResponse, ShardError>, Duration) {
-    let in_flight = InFlight::new(&replica.state, policy);
+    let in_flight = InFlight::new(&replica.state);
     let timeout = deadline.saturating_duration_since(Instant::now());
     let result = replica.client.search(request, timeout).await;
     let result = result.and_then(|response| check_answer(&response).map(|()| response));
@@ -143,7 +140,6 @@ struct Attempts<'a> {
     set: &'a ReplicaSet,
     /// The shard's membership when the request started.
     replicas: &'a [Arc<Replica>],
-    policy: &'a ReplicaPolicy,
     request: &'a pb::SearchRequest,
     deadline: Instant,
     tried: Vec<bool>,
@@ -156,7 +152,7 @@ struct Attempts<'a> {
 impl<'a> Attempts<'a> {
     /// Sends the request to a replica not tried yet, if there is one.
     fn launch(&mut self, kind: AttemptKind) -> bool {
-        let Some(index) = choose(self.replicas, &self.tried, self.policy) else {
+        let Some(index) = choose(self.replicas, &self.tried) else {
             return false;
         };
         self.tried[index] = true;
@@ -172,13 +168,8 @@ impl<'a> Attempts<'a> {
         self.sent.push((index, Instant::now()));
         self.set.metrics.requests[kind as usize].increment(1);
         let request = self.request.clone();
-        self.in_flight.push(Box::pin(attempt(
-            replica,
-            self.policy,
-            request,
-            self.deadline,
-            slot,
-        )));
+        self.in_flight
+            .push(Box::pin(attempt(replica, request, self.deadline, slot)));
         true
     }
 
@@ -199,11 +190,10 @@ impl<'a> Attempts<'a> {
         slot: usize,
         response: pb::SearchResponse,
         elapsed: Duration,
-        config: &RootConfig,
     ) -> (String, pb::SearchResponse) {
         let replica = self.replica(slot);
-        replica.state.record_success(self.policy);
-        self.set.record_latency(elapsed, &config.hedge);
+        replica.state.record_success();
+        self.set.record_latency(elapsed);
         let report = &mut self.reports[slot];
         report.elapsed_us = elapsed.as_micros() as u64;
         report.outcome = AttemptOutcome::Won;
@@ -229,10 +219,8 @@ impl<'a> Attempts<'a> {
         // none is at fault.
         match error {
             ShardError::InvalidArgument(_) => {}
-            ShardError::ConnectionLost(_) => {
-                replica.record_failure(self.policy, "connection broke mid-request")
-            }
-            _ => replica.record_failure(self.policy, "request failed"),
+            ShardError::ConnectionLost(_) => replica.record_failure("connection broke mid-request"),
+            _ => replica.record_failure("request failed"),
         }
         if !error.is_retryable(proven) {
             return Some(error);
@@ -266,7 +254,7 @@ impl<'a> Attempts<'a> {
                 now.duration_since(self.sent[slot].1).as_micros() as u64;
             if timed_out {
                 self.replica(slot)
-                    .record_failure(self.policy, "no answer by the deadline");
+                    .record_failure("no answer by the deadline");
             }
         }
         drop(self.in_flight);
@@ -305,7 +293,6 @@ pub async fn search_shard(
         set,
         tried: vec![false; replicas.len()],
         replicas: &replicas,
-        policy: &config.replica,
         request,
         deadline,
         reports: Vec::new(),
@@ -335,7 +322,7 @@ pub async fn search_shard(
         tokio::select! {
             biased;
             Some((slot, result, elapsed)) = attempts.in_flight.next() => match result {
-                Ok(response) => break Ok(attempts.answered(slot, response, elapsed, config)),
+                Ok(response) => break Ok(attempts.answered(slot, response, elapsed)),
                 Err(e) => {
                     if let Some(e) = attempts.failed(slot, e, elapsed, proven) {
                         break Err(e);

@@ -239,7 +239,7 @@ pub async fn search(
         .map(|shard| cluster.known_good.contains(run, shard))
         .collect();
     let (global_stats, stats_source) =
-        scoring_stats(cluster, config, plan, deadline, &proven, fingerprint).await?;
+        scoring_stats(cluster, plan, deadline, &proven, fingerprint).await?;
     let stats_us = plan.debug.then(|| started.elapsed().as_micros() as u64);
     let request = pb::SearchRequest {
         query: plan.query.clone(),
@@ -286,7 +286,6 @@ pub async fn search(
 /// query, as one broken under the search would.
 async fn scoring_stats(
     cluster: &Cluster,
-    config: &RootConfig,
     plan: &SearchPlan,
     deadline: Instant,
     proven: &[bool],
@@ -294,7 +293,7 @@ async fn scoring_stats(
 ) -> Result<(Option<pb::CorpusStats>, StatsSource), ApiError> {
     match plan.stats {
         StatsMode::Shard => Ok((None, StatsSource::Shard)),
-        StatsMode::Global => cluster_stats(cluster, &config.replica, &plan.query, deadline, proven)
+        StatsMode::Global => cluster_stats(cluster, &plan.query, deadline, proven)
             .await
             .map_err(|e| match e {
                 ShardError::InvalidArgument(message) => ApiError::BadRequest(message),

@@ -10,7 +10,6 @@ use tokio::time::Instant;
 use crate::choose::choose;
 use crate::client::ShardError;
 use crate::cluster::{Cluster, ReplicaSet};
-use crate::replica::ReplicaPolicy;
 
 /// Where a search's global statistics came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -34,7 +33,6 @@ pub enum StatsSource {
 /// not `proven` harmless on that shard (as in [`crate::scatter::ScatterOptions::proven`]).
 pub async fn cluster_stats(
     cluster: &Cluster,
-    policy: &ReplicaPolicy,
     query: &str,
     deadline: Instant,
     proven: &[bool],
@@ -49,7 +47,7 @@ pub async fn cluster_stats(
         async move {
             (
                 proven,
-                shard_stats(set, policy, query, stats_deadline, proven).await,
+                shard_stats(set, query, stats_deadline, proven).await,
             )
         }
     });
@@ -70,7 +68,6 @@ pub async fn cluster_stats(
 
 async fn shard_stats(
     set: &ReplicaSet,
-    policy: &ReplicaPolicy,
     query: &str,
     deadline: Instant,
     proven: bool,
@@ -78,7 +75,7 @@ async fn shard_stats(
     let replicas = set.replicas();
     let mut tried = vec![false; replicas.len()];
     let mut last = ShardError::Unavailable("no replica".into());
-    while let Some(slot) = choose(&replicas, &tried, policy) {
+    while let Some(slot) = choose(&replicas, &tried) {
         // A silent replica may keep only its share of the time from the others.
         let untried = tried.iter().filter(|t| !**t).count() as u32;
         tried[slot] = true;
