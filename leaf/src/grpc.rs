@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 use crate::index::BatchOutcome;
 use crate::service::LeafService;
 use crate::stats::CorpusStats;
+use crate::top::After;
 
 /// [`LeafService`] as a tonic service.
 pub struct GrpcLeaf(pub LeafService);
@@ -25,8 +26,11 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
             .0
             .search(
                 req.query,
-                req.from as usize,
-                req.size as usize,
+                (req.from as usize, req.size as usize),
+                req.search_after.map(|a| After {
+                    score: a.score,
+                    id: a.id,
+                }),
                 global,
                 (req.timeout_ms > 0).then(|| Duration::from_millis(req.timeout_ms.into())),
             )

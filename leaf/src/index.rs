@@ -20,7 +20,7 @@ use crate::error::LeafError;
 use crate::query::QueryBuilder;
 use crate::schema::SchemaConfig;
 use crate::stats::{shard_stats, CorpusStats, SuppliedStats};
-use crate::top::{IdColumns, TopByScoreThenId};
+use crate::top::{After, IdColumns, TopByScoreThenId};
 use crate::wal::{Entry, OpKind, Wal};
 
 /// The key in a tantivy commit's payload that records the last write-ahead log record the
@@ -429,6 +429,26 @@ impl ShardIndex {
         stats: Option<&CorpusStats>,
         interrupt: &Interrupt,
     ) -> Result<LeafHits, LeafError> {
+        self.search_after(query, from, size, None, stats, interrupt)
+    }
+
+    /// [`ShardIndex::search`], counting only hits that rank after `after` in the total order
+    /// (the last hit of the previous page); `from` must then be 0. The number of matches is
+    /// all of them, as for the first page.
+    pub fn search_after(
+        &self,
+        query: &str,
+        from: usize,
+        size: usize,
+        after: Option<&After>,
+        stats: Option<&CorpusStats>,
+        interrupt: &Interrupt,
+    ) -> Result<LeafHits, LeafError> {
+        if after.is_some() && from > 0 {
+            return Err(LeafError::InvalidArgument(
+                "from must be 0 with search_after: the cursor says where the page starts".into(),
+            ));
+        }
         if from.saturating_add(size) > MAX_WINDOW {
             return Err(LeafError::InvalidArgument(format!(
                 "from + size must be at most {MAX_WINDOW}, got {}",
@@ -450,6 +470,7 @@ impl ShardIndex {
                 id_field: &self.config.id_field,
                 limit: from + size,
                 columns: &self.id_columns,
+                after,
             };
             let collector = Interruptible {
                 inner: (top, Count),

@@ -21,6 +21,7 @@ use crate::index::{BatchOutcome, LeafHits, ShardIndex};
 use crate::refresh::RefreshPolicy;
 use crate::seed::SeedGate;
 use crate::stats::CorpusStats;
+use crate::top::After;
 
 /// One replica of one shard, ready to serve.
 #[derive(Clone)]
@@ -181,12 +182,13 @@ impl LeafService {
 
     /// Runs a query on the blocking pool, unless the caller gives up before it starts; stops it
     /// if the caller gives up while it runs, or once `timeout` has passed since the call. With
-    /// `global`, scores with those statistics (the cluster's) instead of the shard's own.
+    /// `global`, scores with those statistics (the cluster's) instead of the shard's own; with
+    /// `after`, returns only hits that rank after it (see [`ShardIndex::search_after`]).
     pub async fn search(
         &self,
         query: String,
-        from: usize,
-        size: usize,
+        (from, size): (usize, usize),
+        after: Option<After>,
         global: Option<CorpusStats>,
         timeout: Option<std::time::Duration>,
     ) -> Result<LeafHits, LeafError> {
@@ -216,7 +218,14 @@ impl LeafService {
                     cancelled: Some(&control.cancelled),
                     deadline,
                 };
-                index.search(&query, from, size, global.as_ref(), &interrupt)
+                index.search_after(
+                    &query,
+                    from,
+                    size,
+                    after.as_ref(),
+                    global.as_ref(),
+                    &interrupt,
+                )
             })
             .await;
         drop(pending);
@@ -323,7 +332,7 @@ mod tests {
     async fn a_search_cancelled_while_waiting_for_a_slot_never_runs() {
         let leaf = leaf(1);
         let busy = Arc::clone(&leaf.search_slots).try_acquire_owned().unwrap();
-        let mut waiting = Box::pin(leaf.search("apple".into(), 0, 10, None, None));
+        let mut waiting = Box::pin(leaf.search("apple".into(), (0, 10), None, None, None));
         assert!(
             futures_poll_once(waiting.as_mut()).await.is_none(),
             "no free slot"
@@ -335,7 +344,7 @@ mod tests {
             (0, 1)
         );
         let found = leaf
-            .search("apple".into(), 0, 10, None, None)
+            .search("apple".into(), (0, 10), None, None, None)
             .await
             .unwrap();
         assert_eq!(found.total_hits, 1);

@@ -13,7 +13,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::{PoisonError, RwLock};
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::StrColumn;
+use tantivy::columnar::{StrColumn, TermOrdHit};
 use tantivy::index::SegmentId;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 
@@ -90,7 +90,17 @@ impl IdColumns {
     }
 }
 
-/// Collects the first `limit` matches in the total order (score, then id).
+/// A position in the total order: the last hit of the previous page, for `search_after`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct After {
+    /// Its score.
+    pub score: Score,
+    /// Its id.
+    pub id: String,
+}
+
+/// Collects the first `limit` matches in the total order (score, then id), after `after` if
+/// given.
 pub struct TopByScoreThenId<'a> {
     /// The id field's name; it must be a fast string field.
     pub id_field: &'a str,
@@ -98,6 +108,8 @@ pub struct TopByScoreThenId<'a> {
     pub limit: usize,
     /// Where the segments' id columns are kept between searches.
     pub columns: &'a IdColumns,
+    /// Only matches that rank after this one.
+    pub after: Option<&'a After>,
 }
 
 impl Collector for TopByScoreThenId<'_> {
@@ -110,7 +122,23 @@ impl Collector for TopByScoreThenId<'_> {
         segment: &SegmentReader,
     ) -> tantivy::Result<SegmentTop> {
         let ids = self.columns.get(segment, self.id_field)?;
+        // Among matches tied with the cursor's score, those whose id ordinal is at least this
+        // rank after it: the ordinal just past the cursor's id in this segment's dictionary.
+        let after = match self.after {
+            None => None,
+            Some(after) => {
+                let first_after = match &ids {
+                    None => 0,
+                    Some(ids) => match ids.dictionary().term_ord_or_next(after.id.as_bytes())? {
+                        TermOrdHit::Exact(ord) => ord + 1,
+                        TermOrdHit::Next(ord) => ord,
+                    },
+                };
+                Some((after.score, first_after))
+            }
+        };
         Ok(SegmentTop {
+            after,
             ids,
             segment_ord,
             limit: self.limit,
@@ -205,6 +233,8 @@ impl Eq for Kept {}
 
 /// One segment's best `limit` documents by (score, id ordinal).
 pub struct SegmentTop {
+    /// The cursor's score, and the first id ordinal that ranks after it among ties.
+    after: Option<(Score, u64)>,
     ids: Option<StrColumn>,
     segment_ord: SegmentOrdinal,
     limit: usize,
@@ -245,11 +275,18 @@ impl SegmentCollector for SegmentTop {
             // Below the worst kept: no need to read its id.
             return;
         }
-        let candidate = Kept {
-            score,
-            ord: self.ord(doc),
-            doc,
+        let ord = match self.after {
+            Some((after, _)) if score.total_cmp(&after) == Ordering::Greater => return,
+            Some((after, first_after)) if score.total_cmp(&after) == Ordering::Equal => {
+                let ord = self.ord(doc);
+                if ord < first_after {
+                    return;
+                }
+                ord
+            }
+            _ => self.ord(doc),
         };
+        let candidate = Kept { score, ord, doc };
         if self.heap.len() < self.limit {
             self.heap.push(candidate);
         } else if let Some(mut worst) = self.heap.peek_mut() {
@@ -310,6 +347,7 @@ mod tests {
                 id_field: "id",
                 limit,
                 columns: &columns,
+                after: None,
             };
             let (top, count) = searcher.search(&AllQuery, &(collector, Count)).unwrap();
             assert_eq!(count, 500);
@@ -330,6 +368,51 @@ mod tests {
         );
         columns.keep_only(&[searcher.segment_readers()[0].segment_id()]);
         assert_eq!(columns.len(), 1);
+    }
+
+    #[test]
+    fn pages_after_a_cursor_continue_the_order_exactly() {
+        let (index, id) = tied_index(500, 5);
+        let searcher = index.reader().unwrap().searcher();
+        let columns = IdColumns::default();
+        let id_of = |h: &RankedHit| {
+            let doc: tantivy::TantivyDocument = searcher.doc(h.address).unwrap();
+            doc.get_first(id).unwrap().as_str().unwrap().to_string()
+        };
+        let mut seen = Vec::new();
+        let mut cursor: Option<After> = None;
+        loop {
+            let collector = TopByScoreThenId {
+                id_field: "id",
+                limit: 37,
+                columns: &columns,
+                after: cursor.as_ref(),
+            };
+            let page = searcher.search(&AllQuery, &collector).unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = Some(After {
+                score: last.score,
+                id: id_of(last),
+            });
+            seen.extend(page.iter().map(id_of));
+        }
+        let expected: Vec<String> = (0..500).map(|i| format!("{i:05}")).collect();
+        assert_eq!(seen, expected);
+        // A cursor between ids, as after a delete: the next id follows.
+        let collector = TopByScoreThenId {
+            id_field: "id",
+            limit: 2,
+            columns: &columns,
+            after: Some(&After {
+                score: 1.0,
+                id: "00041x".into(),
+            }),
+        };
+        let page = searcher.search(&AllQuery, &collector).unwrap();
+        assert_eq!(
+            page.iter().map(id_of).collect::<Vec<_>>(),
+            ["00042", "00043"]
+        );
     }
 
     #[test]
@@ -354,6 +437,7 @@ mod tests {
             id_field: "id",
             limit: 3,
             columns: &columns,
+            after: None,
         };
         let err = searcher.search(&AllQuery, &collector).unwrap_err();
         assert!(err.to_string().contains("not a fast field"), "{err}");

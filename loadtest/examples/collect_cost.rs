@@ -92,6 +92,7 @@ fn compare(
                 id_field: "id",
                 limit: 10,
                 columns: &columns,
+                after: None,
             },
             Count,
         )

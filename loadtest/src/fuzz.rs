@@ -10,7 +10,7 @@
 //! The bounded run is a test (`loadtest/tests/fuzz.rs`); `fanout-loadtest fuzz` runs the same
 //! cases against a cluster of real processes for as long as asked, watching their memory.
 
-use fanout_proto::pb::{CorpusStats, FieldStat, SearchRequest, TermStat};
+use fanout_proto::pb::{CorpusStats, FieldStat, SearchAfter, SearchRequest, TermStat};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -211,9 +211,17 @@ pub fn case() -> impl Strategy<Value = Case> {
                 .boxed(),
         ),
         prop::option::weighted(0.03, Just("1".to_string())),
+        prop::option::weighted(
+            0.1,
+            prop_oneof![
+                Just("v1.3f8000006162".to_string()),
+                "v1\\.[0-9a-f]{0,40}",
+                ".{0,40}"
+            ],
+        ),
     )
         .prop_map(
-            |(post, q, size, from, timeout, hedge, partial, stats, unknown)| {
+            |(post, q, size, from, timeout, hedge, partial, stats, unknown, after)| {
                 let named = [
                     ("q", q),
                     ("size", size),
@@ -223,6 +231,7 @@ pub fn case() -> impl Strategy<Value = Case> {
                     ("allow_partial", partial),
                     ("stats", stats),
                     ("no_such_parameter", unknown),
+                    ("search_after", after),
                 ];
                 let params = named
                     .into_iter()
@@ -280,14 +289,16 @@ pub fn leaf_case() -> impl Strategy<Value = SearchRequest> {
         extreme(),
         prop_oneof![Just(0u32), 1u32..3_000],
         prop::option::of(stats),
+        prop::option::weighted(0.2, (any::<f32>(), ".{0,40}")),
     )
         .prop_map(
-            |(query, size, from, timeout_ms, global_stats)| SearchRequest {
+            |(query, size, from, timeout_ms, global_stats, after)| SearchRequest {
                 query,
                 size,
                 from,
                 timeout_ms,
                 global_stats,
+                search_after: after.map(|(score, id)| SearchAfter { score, id }),
             },
         )
 }

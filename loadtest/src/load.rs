@@ -84,7 +84,7 @@ impl Target {
                 }
             }
             Target::Direct(leaf) => {
-                let search = leaf.search(query.to_string(), 0, size, None, None);
+                let search = leaf.search(query.to_string(), (0, size), None, None, None);
                 match tokio::time::timeout(timeout, search).await {
                     Ok(Ok(_)) => Ok(Answer {
                         leaf_requests: 1,

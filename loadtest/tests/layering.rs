@@ -27,6 +27,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "hedge",
             "replica",
             "config",
+            "cursor",
             "merge",
             "quarantine",
             "client",

@@ -8,6 +8,7 @@
 //!    - [`hedge`]: the hedge delay (a recent latency percentile) and the hedge budget;
 //!    - [`replica`]: one replica's in-flight count, peak-EWMA latency and ejection state;
 //!    - [`config`]: the root's configuration and its defaults;
+//!    - [`cursor`]: the `search_after` cursor, a hit's place in the total order;
 //!    - [`merge`]: the pure merge of partial top-k lists and the documented rank order;
 //!    - [`quarantine`]: queries suspected of killing leaves, refused for a while;
 //!    - [`client`]: the [`client::LeafClient`] trait, its gRPC implementation, the per-shard
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod cursor;
 pub mod discovery;
 pub mod error;
 pub mod health;

@@ -11,6 +11,7 @@ use crate::client::ShardError;
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
 use crate::config::StatsMode;
+use crate::cursor;
 use crate::error::ApiError;
 use crate::merge::{merge_top_k, ShardHit};
 use crate::metrics::AttemptKind;
@@ -40,6 +41,9 @@ pub struct SearchParams {
     /// `global` scores with the cluster's statistics (as one index would), `shard` with each
     /// shard's own. Default: the root's `--stats`.
     pub stats: Option<StatsMode>,
+    /// The `next` of the previous page: this page starts right after its last hit, with no
+    /// limit on how deep. `from` must then be 0.
+    pub search_after: Option<String>,
 }
 
 /// A validated search.
@@ -61,6 +65,8 @@ pub struct SearchPlan {
     pub debug: bool,
     /// The statistics to score with.
     pub stats: StatsMode,
+    /// Where the page starts, for `search_after`.
+    pub after: Option<pb::SearchAfter>,
 }
 
 impl SearchParams {
@@ -89,6 +95,17 @@ impl SearchParams {
             )));
         }
         let from = self.from.unwrap_or(0);
+        let after = self
+            .search_after
+            .as_deref()
+            .map(cursor::decode)
+            .transpose()
+            .map_err(ApiError::BadRequest)?;
+        if after.is_some() && from > 0 {
+            return Err(ApiError::BadRequest(format!(
+                "from must be 0 with search_after (the cursor says where the page starts), got {from}"
+            )));
+        }
         if from.saturating_add(size) > config.max_window {
             return Err(ApiError::BadRequest(format!(
                 "from + size must be at most {}, got {}",
@@ -116,6 +133,7 @@ impl SearchParams {
             allow_partial: self.allow_partial.unwrap_or(true),
             debug: self.debug.unwrap_or(false),
             stats: self.stats.unwrap_or(config.stats),
+            after,
         })
     }
 }
@@ -137,6 +155,10 @@ pub struct SearchResult {
     pub partial: bool,
     /// The page, best first.
     pub hits: Vec<HitOut>,
+    /// The cursor of the page's last hit: pass it as `search_after` for the next page. Absent
+    /// when the page is empty, which ends the ranking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
     /// Which shards answered, and how.
     pub shards: ShardsSummary,
     /// Which statistics the scores come from: `cached` or `fetched` (the cluster's; fetched
@@ -247,6 +269,7 @@ pub async fn search(
         from: 0,
         timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
         global_stats,
+        search_after: plan.after.clone(),
     };
     let options = ScatterOptions {
         hedge: plan.hedge,
@@ -264,13 +287,15 @@ pub async fn search(
     let took = started.elapsed();
     cluster.search_seconds.record(took.as_secs_f64());
     let total = cluster.shards().len();
+    let hits = page(merge_top_k(answered.partials, plan.from, plan.size))?;
     Ok(SearchResult {
         took_ms: took.as_millis() as u64,
         took_us: took.as_micros() as u64,
         stats_us,
         total_hits: answered.total_hits,
         partial: !answered.failed.is_empty(),
-        hits: page(merge_top_k(answered.partials, plan.from, plan.size))?,
+        next: hits.last().map(|h| cursor::encode(h.score, &h.id)),
+        hits,
         shards: ShardsSummary {
             total,
             successful: total - answered.failed.len(),

@@ -293,6 +293,50 @@ async fn ties_are_cut_by_id_so_pages_never_repeat_or_skip() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_after_pages_past_the_window_without_repeats_or_gaps() {
+    let n = 12_000;
+    let mut docs = corpus(n);
+    docs.reverse();
+    let cluster = TestCluster::start(&docs, RootConfig::default()).await;
+    let mut ids: Vec<String> = docs.iter().map(|(id, _)| id.clone()).collect();
+    ids.sort();
+    let cursor_pages = |q: &'static str, size: usize, pages: usize| {
+        let cluster = &cluster;
+        async move {
+            let mut seen = Vec::new();
+            let mut next: Option<String> = None;
+            for _ in 0..pages {
+                let after = next.as_ref().map_or(String::new(), |c| format!("&search_after={c}"));
+                let (status, page) = cluster
+                    .get(&format!("/v1/search?q={q}&size={size}{after}"))
+                    .await;
+                assert_eq!(status, 200, "{page}");
+                if hit_ids(&page).is_empty() {
+                    assert!(page.get("next").is_none(), "an empty page ends the ranking");
+                    break;
+                }
+                seen.extend(hit_ids(&page));
+                next = Some(page["next"].as_str().unwrap().to_string());
+            }
+            seen
+        }
+    };
+    // Every document ties for `*`: 12,000 of them, past from + size = 10,000, in id order.
+    assert_eq!(cursor_pages("*", 1_000, 20).await, ids);
+    // A scored query: cursor pages of 100 are the first 1,000 of one request.
+    let (_, one) = cluster.get("/v1/search?q=apple&size=1000").await;
+    assert_eq!(cursor_pages("apple", 100, 10).await, hit_ids(&one));
+
+    let (status, body) = cluster
+        .get("/v1/search?q=*&from=10&search_after=v1.3f8000006162")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = cluster.get("/v1/search?q=*&search_after=nonsense").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["reason"].as_str().unwrap().contains("cursor"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
     let cluster = TestCluster::start(&corpus(16), RootConfig::default()).await;
     let reason = |body: &Value| body["error"]["reason"].as_str().unwrap().to_string();
