@@ -1,7 +1,7 @@
 //! Documents in and out: a JSON line as a tantivy document with its id, the shard check on
 //! that id, and a stored document back as the JSON object the API returns.
 
-use fanout_proto::{shard_for_id, ShardId};
+use fanout_proto::{shard_for_id, ShardId, MAX_ID_BYTES};
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use tantivy::schema::{OwnedValue, Schema};
@@ -28,6 +28,12 @@ pub fn parse_document(
         Some(_) => return Err(format!("field {id_name:?} must be a non-empty string")),
         None => return Err(format!("missing id field {id_name:?}")),
     };
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "id is {} bytes; the most is {MAX_ID_BYTES}",
+            id.len()
+        ));
+    }
     object.insert(id_name.clone(), Value::String(id.clone()));
     let doc = TantivyDocument::from_json_object(schema, object).map_err(|e| e.to_string())?;
     Ok((id, doc))
@@ -72,4 +78,24 @@ pub fn stored_fields_json(schema: &Schema, doc: &TantivyDocument) -> Result<Stri
     })();
     written.map_err(|e| LeafError::Internal(format!("cannot encode stored fields: {e}")))?;
     Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_non_empty_strings_or_integers_of_bounded_length() {
+        let config = SchemaConfig::default();
+        let schema = config.build();
+        let parse = |json: &str| parse_document(&schema, &config, json).map(|(id, _)| id);
+        assert_eq!(parse(r#"{"id": "a", "title": "x"}"#).unwrap(), "a");
+        assert_eq!(parse(r#"{"id": 42}"#).unwrap(), "42");
+        assert!(parse(r#"{"id": ""}"#).is_err());
+        assert!(parse(r#"{"title": "x"}"#).is_err());
+        let longest = "x".repeat(MAX_ID_BYTES);
+        assert!(parse(&format!(r#"{{"id": "{longest}"}}"#)).is_ok());
+        let err = parse(&format!(r#"{{"id": "{longest}y"}}"#)).unwrap_err();
+        assert!(err.contains("the most is 512"), "{err}");
+    }
 }

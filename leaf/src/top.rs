@@ -166,23 +166,39 @@ impl Collector for TopByScoreThenId<'_> {
             segments.iter().map(|s| (s.segment_ord, &s.ids)).collect();
         let mut start = 0;
         while start < all.len().min(self.limit) {
+            // Equal as the sort saw it: total_cmp, so that NaN scores (a boost of 0 times an
+            // infinite one) form a group and the walk always moves on.
             let end = start
                 + all[start..]
                     .iter()
-                    .take_while(|h| h.0 == all[start].0)
+                    .take_while(|h| h.0.total_cmp(&all[start].0) == Ordering::Equal)
                     .count();
             let group = &mut all[start..end];
             if group.iter().all(|h| h.1 == group[0].1) {
                 group.sort_unstable_by_key(|h| h.2);
             } else {
-                let id = |h: &(Score, SegmentOrdinal, u64, DocId)| {
+                let mut keyed = Vec::with_capacity(group.len());
+                for &h in group.iter() {
                     let mut id = String::new();
                     if let Some(Some(column)) = columns.get(&h.1) {
-                        let _ = column.ord_to_str(h.2, &mut id);
+                        if h.2 != u64::MAX && !column.ord_to_str(h.2, &mut id)? {
+                            return Err(TantivyError::InternalError(format!(
+                                "id ordinal {} is not in segment {}'s dictionary",
+                                h.2, h.1
+                            )));
+                        }
                     }
-                    id
-                };
-                group.sort_by_cached_key(|h| (id(h), h.1, h.2));
+                    // A document without an id sorts after the others of its score, as it
+                    // does within its segment.
+                    keyed.push(((h.2 == u64::MAX, id), h));
+                }
+                keyed.sort_by(|a, b| {
+                    a.0.cmp(&b.0)
+                        .then_with(|| (a.1 .1, a.1 .2).cmp(&(b.1 .1, b.1 .2)))
+                });
+                for (slot, (_, h)) in group.iter_mut().zip(keyed) {
+                    *slot = h;
+                }
             }
             start = end;
         }
@@ -413,6 +429,24 @@ mod tests {
             page.iter().map(id_of).collect::<Vec<_>>(),
             ["00042", "00043"]
         );
+    }
+
+    #[test]
+    fn nan_scores_end_the_walk_and_rank_as_total_cmp_says() {
+        // A boost of 0 times an infinite one scores NaN: the merge must still finish.
+        let (index, _) = tied_index(50, 3);
+        let searcher = index.reader().unwrap().searcher();
+        let columns = IdColumns::default();
+        let nan = tantivy::query::BoostQuery::new(Box::new(AllQuery), f32::NAN);
+        let collector = TopByScoreThenId {
+            id_field: "id",
+            limit: 10,
+            columns: &columns,
+            after: None,
+        };
+        let top = searcher.search(&nan, &collector).unwrap();
+        assert_eq!(top.len(), 10);
+        assert!(top.iter().all(|h| h.score.is_nan()));
     }
 
     #[test]

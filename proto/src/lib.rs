@@ -23,7 +23,7 @@ pub mod pb {
     tonic::include_proto!("fanout.v1");
 }
 
-pub use ring::{shard_for_id, ShardId};
+pub use ring::{shard_for_id, ShardId, MAX_ID_BYTES};
 pub use topology::{ReplicaAddr, ShardSpec, Topology, TopologyError};
 
 /// The gRPC service name leaves report to the health service once their index is open.

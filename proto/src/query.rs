@@ -303,6 +303,9 @@ fn depth(ast: &UserInputAst) -> usize {
     }
 }
 
+/// The largest boost a query may give: far past any useful weight, far from infinity.
+const MAX_BOOST: f64 = 1e6;
+
 #[derive(Default)]
 struct Count {
     terms: usize,
@@ -313,7 +316,17 @@ impl Count {
     fn walk(&mut self, ast: &UserInputAst) -> Result<(), QueryError> {
         match ast {
             UserInputAst::Leaf(leaf) => self.leaf(leaf),
-            UserInputAst::Boost(inner, _) => self.walk(inner),
+            UserInputAst::Boost(inner, boost) => {
+                // A boost so large it is infinite scores 0 x inf = NaN for a zero-boosted
+                // part: no order can rank that.
+                let boost = f64::from(*boost);
+                if !boost.is_finite() || boost > MAX_BOOST {
+                    return Err(QueryError::Unsupported(format!(
+                        "a boost must be a number from 0 to {MAX_BOOST}, got {boost}"
+                    )));
+                }
+                self.walk(inner)
+            }
             UserInputAst::Clause(clauses) => {
                 clauses.iter().try_for_each(|(_, clause)| self.walk(clause))
             }

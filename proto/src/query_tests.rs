@@ -177,3 +177,14 @@ fn nesting_bound_is_an_upper_bound_whatever_the_quoting() {
     assert_eq!(nesting_bound("a b"), 0);
     assert_eq!(nesting_bound("(a) \"(\" NOT b"), 3);
 }
+
+#[test]
+fn boosts_are_finite_and_bounded() {
+    let limits = QueryLimits::default();
+    assert!(parse("a^2 (b c)^0.5", &limits).is_ok());
+    let huge = format!("(*^0)^1{}", "0".repeat(39));
+    let err = parse(&huge, &limits).unwrap_err();
+    assert!(err.to_string().contains("boost"), "{err}");
+    assert!(err.is_callers());
+    assert!(parse("a^10000000", &limits).is_err());
+}

@@ -40,6 +40,10 @@ pub fn jump_consistent_hash(mut key: u64, num_buckets: u32) -> u32 {
     b as u32
 }
 
+/// The longest document id, in bytes. Ids travel in every hit and in `search_after`
+/// cursors; a document with a longer one is refused when indexed.
+pub const MAX_ID_BYTES: usize = 512;
+
 /// The shard that holds the document with this id in a cluster of `num_shards` shards.
 pub fn shard_for_id(id: &str, num_shards: u32) -> ShardId {
     jump_consistent_hash(id_hash(id), num_shards)

@@ -4,10 +4,10 @@
 
 use fanout_proto::pb;
 
-/// Longest cursor accepted: an id of 2 KiB, with room.
-const MAX_CURSOR_BYTES: usize = 4_200;
-
 const PREFIX: &str = "v1.";
+
+/// Longest cursor: the prefix, the score's 8 hex digits, and the longest id in hex.
+const MAX_CURSOR_BYTES: usize = PREFIX.len() + 8 + 2 * fanout_proto::MAX_ID_BYTES;
 
 /// The cursor of the hit with this score and id.
 pub fn encode(score: f32, id: &str) -> String {
@@ -81,5 +81,8 @@ mod tests {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
         assert!(decode(&format!("v1.{}", "0".repeat(5_000))).is_err());
+        // The longest id an index takes still makes a cursor this API reads back.
+        let longest = "x".repeat(fanout_proto::MAX_ID_BYTES);
+        assert_eq!(decode(&encode(1.5, &longest)).unwrap().id, longest);
     }
 }

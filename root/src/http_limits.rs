@@ -30,6 +30,9 @@ pub const MAX_HEADERS: usize = 100;
 /// Largest request body: a search's JSON, with room for the longest query a flag allows.
 pub const MAX_BODY_BYTES: usize = 2 << 20;
 
+/// Most of a refused body read and dropped so that its client sees the 413 (see [`admit`]).
+const MAX_DRAIN_BYTES: usize = 16 << 20;
+
 /// hyper's read buffer, which bounds a request head and what each connection may hold while
 /// its head arrives. Above [`MAX_URI_BYTES`] plus [`MAX_HEADER_BYTES`], so that a head past
 /// either limit but under this gets a JSON 414 or 431 from [`within_limits`] rather than
@@ -87,6 +90,13 @@ async fn admit(request: Request, body_timeout: Duration) -> Result<Request, ApiE
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        // Read and drop what the client is still sending, for a while, as a lingering close
+        // would: a connection closed under a client still writing its body makes the client
+        // fail on the write (a broken pipe) before it reads this answer.
+        tokio::spawn(async move {
+            let drain = Limited::new(body, MAX_DRAIN_BYTES).collect();
+            let _ = tokio::time::timeout(body_timeout, drain).await;
+        });
         return Err(too_large());
     }
     let read = Limited::new(body, MAX_BODY_BYTES).collect();

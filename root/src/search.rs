@@ -256,7 +256,17 @@ pub async fn search(
     let window = plan.from + plan.size;
     // Where a broken connection under this query may be retried (see `quarantine`): where the
     // same query, for as many hits, ran before.
-    let run = quarantine::Run::new(fingerprint, window);
+    // A cursor page reads other documents than the first page: it proves nothing for them.
+    let run_key = match &plan.after {
+        None => fingerprint,
+        Some(after) => quarantine::fingerprint(&format!(
+            "{}\u{0}{:08x}\u{0}{}",
+            plan.query,
+            after.score.to_bits(),
+            after.id
+        )),
+    };
+    let run = quarantine::Run::new(run_key, window);
     let proven: Vec<bool> = (0..cluster.shards().len() as ShardId)
         .map(|shard| cluster.known_good.contains(run, shard))
         .collect();

@@ -306,7 +306,9 @@ async fn search_after_pages_past_the_window_without_repeats_or_gaps() {
             let mut seen = Vec::new();
             let mut next: Option<String> = None;
             for _ in 0..pages {
-                let after = next.as_ref().map_or(String::new(), |c| format!("&search_after={c}"));
+                let after = next
+                    .as_ref()
+                    .map_or(String::new(), |c| format!("&search_after={c}"));
                 let (status, page) = cluster
                     .get(&format!("/v1/search?q={q}&size={size}{after}"))
                     .await;
