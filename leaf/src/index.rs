@@ -4,15 +4,13 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use fanout_proto::query::QueryLimits;
 use fanout_proto::ShardId;
-use serde_json::Value;
 use tantivy::collector::Count;
 use tantivy::schema::{Field, Schema, Value as _};
-use tantivy::InvertedIndexReader;
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::collect::{Interrupt, Interruptible};
 use crate::document::{check_owner, parse_document, stored_fields_json};
@@ -21,11 +19,8 @@ use crate::query::QueryBuilder;
 use crate::schema::SchemaConfig;
 use crate::stats::{shard_stats, CorpusStats, SuppliedStats};
 use crate::top::{After, IdColumns, TopByScoreThenId};
-use crate::wal::{Entry, OpKind, Wal};
-
-/// The key in a tantivy commit's payload that records the last write-ahead log record the
-/// commit contains.
-const PAYLOAD_WAL_SEQ: &str = "wal_seq";
+use crate::wal::{OpKind, Wal};
+use crate::write::{apply_entry, committed_wal_seq, CommittedIds, PAYLOAD_WAL_SEQ};
 
 /// Largest `from + size` a leaf accepts: deeper pages cost memory on every shard.
 pub const MAX_WINDOW: usize = 100_000;
@@ -556,88 +551,6 @@ fn search_error(error: tantivy::TantivyError, interrupt: &Interrupt) -> LeafErro
         }
         other => LeafError::Index(other),
     }
-}
-
-/// The last log record the index's newest commit contains (0 if it records none).
-fn committed_wal_seq(index: &Index) -> Result<u64, LeafError> {
-    let Some(payload) = index.load_metas()?.payload else {
-        return Ok(0);
-    };
-    let parsed: Value = serde_json::from_str(&payload)
-        .map_err(|e| LeafError::Config(format!("unreadable commit payload {payload:?}: {e}")))?;
-    Ok(parsed
-        .get(PAYLOAD_WAL_SEQ)
-        .and_then(Value::as_u64)
-        .unwrap_or(0))
-}
-
-/// Re-applies one logged operation. Documents were checked when they were first accepted, so
-/// one failing now means the schema changed under the log: refuse to open rather than drop it.
-fn apply_entry(
-    writer: &IndexWriter,
-    schema: &Schema,
-    config: &SchemaConfig,
-    id_field: Field,
-    entry: Entry,
-) -> Result<(), LeafError> {
-    for item in &entry.items {
-        match entry.kind {
-            OpKind::Upsert => {
-                let (id, doc) = parse_document(schema, config, item).map_err(|why| {
-                    LeafError::Config(format!(
-                        "write-ahead log record {} no longer fits the schema: {why}",
-                        entry.seq
-                    ))
-                })?;
-                upsert(writer, id_field, &id, doc)?;
-            }
-            OpKind::Delete => {
-                writer.delete_term(Term::from_field_text(id_field, item));
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The id field's postings in every committed segment, opened once per batch.
-struct CommittedIds(Vec<Arc<InvertedIndexReader>>);
-
-impl CommittedIds {
-    fn new(searcher: &Searcher, id_field: Field) -> Result<Self, LeafError> {
-        let postings = searcher
-            .segment_readers()
-            .iter()
-            .map(|segment| segment.inverted_index(id_field))
-            .collect::<tantivy::Result<_>>()?;
-        Ok(Self(postings))
-    }
-
-    /// Whether any segment has `term`, deleted documents included.
-    fn holds(&self, term: &Term) -> Result<bool, LeafError> {
-        for postings in &self.0 {
-            if postings
-                .doc_freq(term)
-                .map_err(tantivy::TantivyError::from)?
-                > 0
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
-/// Delete-then-add in one writer makes an add an upsert: a re-run of an import replaces
-/// documents rather than duplicating them.
-fn upsert(
-    writer: &IndexWriter,
-    id_field: Field,
-    id: &str,
-    doc: TantivyDocument,
-) -> Result<(), LeafError> {
-    writer.delete_term(Term::from_field_text(id_field, id));
-    writer.add_document(doc)?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 use super::*;
 use crate::collect::Interrupt;
 use fanout_proto::shard_for_id;
+use serde_json::Value;
 
 /// A hit's stored fields, parsed back.
 fn fields(hit: &LeafHit) -> Value {

@@ -11,6 +11,7 @@
 //! - [`seed`]: a new replica stays NOT_SERVING until an import has filled it.
 //! - [`error`]: the one error type, mapped once to gRPC status codes.
 //! - [`document`]: a JSON line as a tantivy document and its id; a stored document as JSON.
+//! - [`write`]: replaying logged operations, upserts, ids the committed segments hold.
 //! - [`query`]: query text to a tantivy query, within the contract's limits.
 //! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
 //! - [`refresh`]: when a leaf commits, so that writes become searchable.
@@ -34,6 +35,7 @@ pub mod service;
 pub mod stats;
 pub mod top;
 pub mod wal;
+pub mod write;
 
 pub use error::LeafError;
 pub use index::{ShardIndex, WriterOptions};

@@ -1,134 +1,18 @@
-//! A real cluster in-process: 2 shards × 2 replicas of tantivy leaves on port 0, filled through
-//! the indexer's code path, and a root serving HTTP in front of them.
+//! Searches against a real cluster in-process (`support::cluster`): what was indexed is found,
+//! bad requests get clear errors, missing shards are reported, hostile queries kill nothing.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog};
 use fanout_leaf::server::LeafHandle;
 use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
 use fanout_proto::{shard_for_id, ReplicaAddr, ShardSpec, Topology};
 use fanout_root::RootConfig;
 use serde_json::Value;
+use support::cluster::{corpus, hit_ids, TestCluster};
 use support::start_root;
 
 mod support;
-
-const WORDS: [&str; 8] = [
-    "apple", "banana", "cherry", "damson", "elder", "fig", "grape", "hazel",
-];
-
-/// Document `i`: its title holds the words whose bit is set in `i`, so which documents match a
-/// word is known without a search engine.
-fn corpus(n: usize) -> Vec<(String, String)> {
-    (0..n)
-        .map(|i| {
-            let words: Vec<&str> = WORDS
-                .iter()
-                .enumerate()
-                .filter(|(b, _)| i >> b & 1 == 1)
-                .map(|(_, w)| *w)
-                .collect();
-            (format!("doc-{i:04}"), words.join(" "))
-        })
-        .collect()
-}
-
-struct TestCluster {
-    leaves: Vec<Vec<Option<LeafHandle>>>,
-    topology: Topology,
-    http: String,
-    root: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl TestCluster {
-    async fn start(docs: &[(String, String)], config: RootConfig) -> Self {
-        let mut leaves = Vec::new();
-        let mut specs = Vec::new();
-        for shard in 0..2u32 {
-            let mut replicas = Vec::new();
-            let mut addrs = Vec::new();
-            for replica in 0..2 {
-                let index =
-                    ShardIndex::in_ram(shard, SchemaConfig::default(), &WriterOptions::default())
-                        .unwrap();
-                let leaf = LeafService::new(index, format!("s{shard}r{replica}"));
-                let handle = LeafHandle::spawn("127.0.0.1:0", leaf).await.unwrap();
-                addrs.push(ReplicaAddr::parse(&handle.addr.to_string()).unwrap());
-                replicas.push(Some(handle));
-            }
-            leaves.push(replicas);
-            specs.push(ShardSpec {
-                id: shard,
-                replicas: addrs,
-            });
-        }
-        let topology = Topology::new(specs).unwrap();
-
-        let ndjson: String = docs
-            .iter()
-            .map(|(id, title)| {
-                format!(
-                    "{}\n",
-                    serde_json::json!({"id": id, "title": title, "body": "fruit"})
-                )
-            })
-            .collect();
-        let summary = index_inputs(
-            &topology,
-            vec![Input::from_bytes("docs.ndjson", ndjson.into_bytes())],
-            &IndexerOptions {
-                batch_docs: 50,
-                ..IndexerOptions::default()
-            },
-            Arc::new(RejectLog::new(None)),
-            Arc::default(),
-        )
-        .await
-        .unwrap();
-        assert!(summary.is_complete(), "{summary:?}");
-        assert_eq!(summary.docs_indexed, docs.len() as u64);
-
-        let (http, root) = start_root(&topology, config).await;
-        Self {
-            leaves,
-            topology,
-            http,
-            root,
-        }
-    }
-
-    async fn stop_replica(&mut self, shard: usize, replica: usize) {
-        if let Some(handle) = self.leaves[shard][replica].take() {
-            handle.shutdown().await;
-        }
-    }
-
-    async fn get(&self, path_and_query: &str) -> (u16, Value) {
-        let response = reqwest::get(format!("{}{path_and_query}", self.http))
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap())
-    }
-}
-
-/// A root over `topology`, serving HTTP on port 0.
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        self.root.abort();
-    }
-}
-
-fn hit_ids(body: &Value) -> Vec<String> {
-    body["hits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["id"].as_str().unwrap().to_string())
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_returns_what_was_indexed_from_every_shard() {
@@ -230,112 +114,6 @@ async fn search_returns_what_was_indexed_from_every_shard() {
         .filter(|(_, t)| t.starts_with("apple banana") && !t.contains("cherry"))
         .count();
     assert_eq!(body["total_hits"], expected as u64);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_concatenate_to_the_full_ranking_and_post_matches_get() {
-    let docs = corpus(256);
-    let cluster = TestCluster::start(&docs, RootConfig::default()).await;
-    let (_, all) = cluster.get("/v1/search?q=grape%20hazel&size=200").await;
-    let all_ids = hit_ids(&all);
-    assert_eq!(all_ids.len(), 256 - 64, "docs with bit 6 or bit 7 set");
-    let mut paged = Vec::new();
-    for from in (0..all_ids.len()).step_by(7) {
-        let (_, page) = cluster
-            .get(&format!("/v1/search?q=grape%20hazel&size=7&from={from}"))
-            .await;
-        paged.extend(hit_ids(&page));
-    }
-    assert_eq!(paged, all_ids);
-
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/search", cluster.http))
-        .json(&serde_json::json!({"q": "grape hazel", "size": 200}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(hit_ids(&body), all_ids);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ties_are_cut_by_id_so_pages_never_repeat_or_skip() {
-    // Indexed last id first: a cut by insertion order (tantivy's own tie-break) would keep the
-    // largest ids.
-    let mut docs = corpus(300);
-    docs.reverse();
-    let cluster = TestCluster::start(&docs, RootConfig::default()).await;
-    let mut ids: Vec<String> = docs.iter().map(|(id, _)| id.clone()).collect();
-    ids.sort();
-    // Every document ties: `*` scores 1, and every body is the one word "fruit".
-    for q in ["*", "body:fruit"] {
-        let (_, all) = cluster.get(&format!("/v1/search?q={q}&size=300")).await;
-        assert_eq!(hit_ids(&all), ids, "{q}: ties rank by id");
-        let (_, first) = cluster.get(&format!("/v1/search?q={q}&size=10")).await;
-        assert_eq!(
-            hit_ids(&first),
-            ids[..10],
-            "{q}: the first page is the smallest ids"
-        );
-        let mut paged = Vec::new();
-        for from in (0..300).step_by(10) {
-            let (_, page) = cluster
-                .get(&format!("/v1/search?q={q}&size=10&from={from}"))
-                .await;
-            paged.extend(hit_ids(&page));
-        }
-        assert_eq!(
-            paged, ids,
-            "{q}: pages of 10 are the whole ranking, once each"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_after_pages_past_the_window_without_repeats_or_gaps() {
-    let n = 12_000;
-    let mut docs = corpus(n);
-    docs.reverse();
-    let cluster = TestCluster::start(&docs, RootConfig::default()).await;
-    let mut ids: Vec<String> = docs.iter().map(|(id, _)| id.clone()).collect();
-    ids.sort();
-    let cursor_pages = |q: &'static str, size: usize, pages: usize| {
-        let cluster = &cluster;
-        async move {
-            let mut seen = Vec::new();
-            let mut next: Option<String> = None;
-            for _ in 0..pages {
-                let after = next
-                    .as_ref()
-                    .map_or(String::new(), |c| format!("&search_after={c}"));
-                let (status, page) = cluster
-                    .get(&format!("/v1/search?q={q}&size={size}{after}"))
-                    .await;
-                assert_eq!(status, 200, "{page}");
-                if hit_ids(&page).is_empty() {
-                    assert!(page.get("next").is_none(), "an empty page ends the ranking");
-                    break;
-                }
-                seen.extend(hit_ids(&page));
-                next = Some(page["next"].as_str().unwrap().to_string());
-            }
-            seen
-        }
-    };
-    // Every document ties for `*`: 12,000 of them, past from + size = 10,000, in id order.
-    assert_eq!(cursor_pages("*", 1_000, 20).await, ids);
-    // A scored query: cursor pages of 100 are the first 1,000 of one request.
-    let (_, one) = cluster.get("/v1/search?q=apple&size=1000").await;
-    assert_eq!(cursor_pages("apple", 100, 10).await, hit_ids(&one));
-
-    let (status, body) = cluster
-        .get("/v1/search?q=*&from=10&search_after=v1.3f8000006162")
-        .await;
-    assert_eq!(status, 400, "{body}");
-    let (status, body) = cluster.get("/v1/search?q=*&search_after=nonsense").await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body["error"]["reason"].as_str().unwrap().contains("cursor"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,8 @@
 // Each test binary includes this module and uses part of it.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::sync::Arc;
 
 use fanout_leaf::server::LeafHandle;
