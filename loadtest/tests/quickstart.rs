@@ -49,6 +49,8 @@ struct Launcher {
     child: Child,
     url: String,
     stderr: std::sync::mpsc::Receiver<String>,
+    /// What it said on stderr so far, once read.
+    said: Vec<String>,
 }
 
 fn launch(data_dir: &Path, corpus: &Path) -> Launcher {
@@ -91,7 +93,12 @@ fn launch(data_dir: &Path, corpus: &Path) -> Launcher {
         assert!(Instant::now() < deadline, "launcher did not start in time");
     };
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    Launcher { child, url, stderr }
+    Launcher {
+        child,
+        url,
+        stderr,
+        said: Vec::new(),
+    }
 }
 
 impl Launcher {
@@ -107,12 +114,25 @@ impl Launcher {
         })
     }
 
+    /// Waits until the launcher has said `line` on stderr.
+    fn wait_for_line(&mut self, line: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.said.iter().any(|l| l == line) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(said) => self.said.push(said),
+                Err(_) => panic!("the launcher did not say {line:?}: {:#?}", self.said),
+            }
+        }
+    }
+
     fn stop(mut self) -> Vec<String> {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                let stderr: Vec<String> = self.stderr.try_iter().collect();
+                let mut stderr = std::mem::take(&mut self.said);
+                stderr.extend(self.stderr.try_iter());
                 assert!(
                     status.success(),
                     "launcher exit: {status}; it said: {stderr:#?}"
@@ -191,7 +211,7 @@ fn the_quick_start_cluster_serves_survives_leaf_kills_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let (corpus, docs) = sample_corpus(dir.path());
     let data_dir = dir.path().join("data");
-    let cluster = launch(&data_dir, &corpus);
+    let mut cluster = launch(&data_dir, &corpus);
 
     // Every sampled document is found by its id, with its stored fields.
     for doc in docs.iter().step_by(97) {
@@ -221,6 +241,9 @@ fn the_quick_start_cluster_serves_survives_leaf_kills_and_restarts() {
     // The launcher restarts both, from their data directories.
     wait_for_restart(&data_dir, 0, 0, killed[0]);
     wait_for_restart(&data_dir, 1, 1, killed[1]);
+    // A restarted process is reported once it listens again.
+    cluster.wait_for_line("leaf-0-0 restarted");
+    cluster.wait_for_line("leaf-1-1 restarted");
 
     // With every replica of shard 1 stopped, a search answers by its deadline with shard 0's
     // documents and names shard 1.
