@@ -290,6 +290,12 @@ pub async fn search(
     if gathered.lost_connection {
         cluster.quarantine.add(fingerprint);
     }
+    // Scores from the cluster's statistics are only as fresh as the generations they came from.
+    let stats_source = match stats_source {
+        StatsSource::Shard => StatsSource::Shard,
+        _ if gathered.stats_changed => StatsSource::Stale,
+        source => source,
+    };
     let answered = gathered.into_answer(cluster.shards().len(), plan.allow_partial)?;
     if !answered.failed.is_empty() {
         cluster.partial_responses.increment(1);
@@ -352,6 +358,8 @@ struct Gathered {
     lost_connection: bool,
     /// A shard's parser refused the query: the same on every shard, so it is the answer.
     bad_request: Option<String>,
+    /// An answer came from a generation the statistics cache had not seen: a commit since.
+    stats_changed: bool,
 }
 
 impl Gathered {
@@ -370,6 +378,7 @@ impl Gathered {
             timed_out: false,
             lost_connection: false,
             bad_request: None,
+            stats_changed: false,
         };
         for outcome in outcomes {
             let shard = outcome.shard;
@@ -381,7 +390,8 @@ impl Gathered {
                     cluster.known_good.record(run, shard);
                     // A new generation means the shard changed: its statistics must be read
                     // again.
-                    cluster.stats.observe(shard, &replica, response.generation);
+                    gathered.stats_changed |=
+                        cluster.stats.observe(shard, &replica, response.generation);
                     gathered.total_hits += response.total_hits;
                     gathered.partials.push(
                         response

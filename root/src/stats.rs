@@ -23,6 +23,10 @@ pub enum StatsSource {
     Partial,
     /// Per-shard statistics, as asked.
     Shard,
+    /// The cluster's statistics as the root knew them, but this very answer showed a shard had
+    /// committed since: its scores are those of the corpus before that commit. The next
+    /// search fetches fresh ones.
+    Stale,
 }
 
 /// The cluster's statistics for `query`: from the cache when every shard's are known and

@@ -117,6 +117,48 @@ async fn search_returns_what_was_indexed_from_every_shard() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_search_after_a_commit_says_its_statistics_were_stale() {
+    let cluster = TestCluster::start(&corpus(64), RootConfig::default()).await;
+    let stats = |body: &Value| body["stats"].as_str().unwrap().to_string();
+    let (_, first) = cluster.get("/v1/search?q=apple").await;
+    assert_eq!(stats(&first), "fetched");
+    let (_, again) = cluster.get("/v1/search?q=apple").await;
+    assert_eq!(stats(&again), "cached");
+
+    // A commit on every shard changes every generation.
+    let more: String = (0..16)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({"id": format!("new-{i}"), "title": "apple"})
+            )
+        })
+        .collect();
+    let summary = fanout_indexer::index_inputs(
+        &cluster.topology,
+        vec![fanout_indexer::Input::from_bytes(
+            "more.ndjson",
+            more.into_bytes(),
+        )],
+        &fanout_indexer::IndexerOptions::default(),
+        std::sync::Arc::new(fanout_indexer::RejectLog::new(None)),
+        std::sync::Arc::default(),
+    )
+    .await
+    .unwrap();
+    assert!(summary.is_complete(), "{summary:?}");
+
+    let (_, after_commit) = cluster.get("/v1/search?q=apple").await;
+    assert_eq!(stats(&after_commit), "stale", "{after_commit}");
+    let (_, fresh) = cluster.get("/v1/search?q=apple").await;
+    assert_eq!(stats(&fresh), "fetched");
+    assert_eq!(
+        fresh["total_hits"].as_u64().unwrap(),
+        first["total_hits"].as_u64().unwrap() + 16
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
     let cluster = TestCluster::start(&corpus(16), RootConfig::default()).await;
     let reason = |body: &Value| body["error"]["reason"].as_str().unwrap().to_string();
