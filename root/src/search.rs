@@ -270,44 +270,31 @@ pub async fn search(
     let proven: Vec<bool> = (0..cluster.shards().len() as ShardId)
         .map(|shard| cluster.known_good.contains(run, shard))
         .collect();
-    let mut rescored = false;
-    let (gathered, stats_source, stats_us) = loop {
-        let (global_stats, stats_source) =
-            scoring_stats(cluster, plan, deadline, &proven, fingerprint).await?;
-        let stats_us = plan.debug.then(|| started.elapsed().as_micros() as u64);
-        let request = pb::SearchRequest {
-            query: plan.query.clone(),
-            size: window as u32,
-            from: 0,
-            timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
-            global_stats,
-            search_after: plan.after.clone(),
-        };
-        let options = ScatterOptions {
-            hedge: plan.hedge,
-            proven: &proven,
-        };
-        let outcomes = scatter(cluster, config, &request, deadline, options).await;
-        let gathered = Gathered::from_outcomes(cluster, run, &proven, outcomes, plan.debug);
-        if gathered.lost_connection {
-            cluster.quarantine.add(fingerprint);
-        }
-        // An answer from a generation the statistics were not learnt at: the shard committed
-        // since, and these scores are the old corpus's. The cache has dropped that shard's
-        // statistics; once, learn them again and run the search again. This costs a round
-        // trip and a search once per commit, not per query.
-        let global = stats_source != StatsSource::Shard;
-        if global && gathered.stats_changed && !rescored && Instant::now() < deadline {
-            rescored = true;
-            continue;
-        }
-        let stats_source = match stats_source {
-            StatsSource::Shard => StatsSource::Shard,
-            _ if gathered.stats_changed => StatsSource::Stale,
-            _ if rescored => StatsSource::Refreshed,
-            source => source,
-        };
-        break (gathered, stats_source, stats_us);
+    let (global_stats, stats_source) =
+        scoring_stats(cluster, plan, deadline, &proven, fingerprint).await?;
+    let stats_us = plan.debug.then(|| started.elapsed().as_micros() as u64);
+    let request = pb::SearchRequest {
+        query: plan.query.clone(),
+        size: window as u32,
+        from: 0,
+        timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
+        global_stats,
+        search_after: plan.after.clone(),
+    };
+    let options = ScatterOptions {
+        hedge: plan.hedge,
+        proven: &proven,
+    };
+    let outcomes = scatter(cluster, config, &request, deadline, options).await;
+    let gathered = Gathered::from_outcomes(cluster, run, &proven, outcomes, plan.debug);
+    if gathered.lost_connection {
+        cluster.quarantine.add(fingerprint);
+    }
+    // Scores from the cluster's statistics are only as fresh as the generations they came from.
+    let stats_source = match stats_source {
+        StatsSource::Shard => StatsSource::Shard,
+        _ if gathered.stats_changed => StatsSource::Stale,
+        source => source,
     };
     let answered = gathered.into_answer(cluster.shards().len(), plan.allow_partial)?;
     if !answered.failed.is_empty() {

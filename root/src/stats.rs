@@ -23,11 +23,9 @@ pub enum StatsSource {
     Partial,
     /// Per-shard statistics, as asked.
     Shard,
-    /// A shard had committed since the statistics were learnt, as its answer showed: they
-    /// were learnt again and the search run again, so the scores are the current corpus's.
-    Refreshed,
-    /// As `Refreshed`, but another commit came between (or the deadline was near): the scores
-    /// are those of a corpus a commit old. The next search learns fresh statistics.
+    /// The cluster's statistics as the root knew them, but this very answer showed a shard had
+    /// committed since: its scores are those of the corpus before that commit. The next
+    /// search fetches fresh ones.
     Stale,
 }
 
