@@ -162,8 +162,9 @@ pub struct SearchResult {
     /// Which shards answered, and how.
     pub shards: ShardsSummary,
     /// Which statistics the scores come from: `cached` or `fetched` (the cluster's; fetched
-    /// cost a round trip), `partial` (the cluster's minus a shard that could not be asked), or
-    /// `shard` (each shard's own).
+    /// cost a round trip), `partial` (the cluster's minus a shard that could not be asked),
+    /// `shard` (each shard's own), or `stale` (the cluster's, from before a commit this answer
+    /// revealed).
     pub stats: StatsSource,
 }
 
@@ -358,7 +359,8 @@ struct Gathered {
     lost_connection: bool,
     /// A shard's parser refused the query: the same on every shard, so it is the answer.
     bad_request: Option<String>,
-    /// An answer came from a generation the statistics cache had not seen: a commit since.
+    /// A replica answered from another generation than it last did: a commit since the
+    /// statistics were learnt.
     stats_changed: bool,
 }
 

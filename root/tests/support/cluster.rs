@@ -40,13 +40,19 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
+    /// 2 shards x 2 replicas holding `docs`, behind a root with `config`.
     pub async fn start(docs: &[(String, String)], config: RootConfig) -> Self {
+        Self::start_with(docs, config, 2).await
+    }
+
+    /// 2 shards x `replicas` replicas holding `docs`, behind a root with `config`.
+    pub async fn start_with(docs: &[(String, String)], config: RootConfig, per_shard: u32) -> Self {
         let mut leaves = Vec::new();
         let mut specs = Vec::new();
         for shard in 0..2u32 {
             let mut replicas = Vec::new();
             let mut addrs = Vec::new();
-            for replica in 0..2 {
+            for replica in 0..per_shard {
                 let index =
                     ShardIndex::in_ram(shard, SchemaConfig::default(), &WriterOptions::default())
                         .unwrap();
