@@ -408,6 +408,16 @@ impl ShardIndex {
         self.uncommitted_ops.store(0, Ordering::Release);
         self.uncommitted_log_bytes.store(0, Ordering::Release);
         self.reader.reload()?;
+        // Searches see new segments only from here: forget the id columns of merged-away ones
+        // once per commit, not on every search.
+        let live: Vec<_> = self
+            .reader
+            .searcher()
+            .segment_readers()
+            .iter()
+            .map(|s| s.segment_id())
+            .collect();
+        self.id_columns.keep_only(&live);
         state.pending_ids.clear();
         self.generation.store(opstamp, Ordering::Release);
         Ok(opstamp)
@@ -484,12 +494,6 @@ impl ShardIndex {
             }
         };
         let (top, total_hits) = collected.map_err(|e| search_error(e, interrupt))?;
-        let live: Vec<_> = searcher
-            .segment_readers()
-            .iter()
-            .map(|s| s.segment_id())
-            .collect();
-        self.id_columns.keep_only(&live);
         let mut hits = Vec::with_capacity(size.min(top.len()));
         let mut response_bytes = 0;
         for (i, hit) in top.into_iter().skip(from).enumerate() {

@@ -33,7 +33,8 @@ pub fn rank(a: (Score, &str), b: (Score, &str)) -> Ordering {
 
 /// The id column of each segment searched lately, opened once: opening one reads the index of
 /// its dictionary, which costs more than scoring a small query. Segments never change, so an
-/// entry stays right until its segment is merged away ([`IdColumns::keep_only`]).
+/// entry stays right until its segment is merged away ([`IdColumns::keep_only`], called when
+/// the index's reader reloads).
 #[derive(Default)]
 pub struct IdColumns {
     // Poisoning means nothing for a cache of immutable columns: a panicking reader leaves it
@@ -68,12 +69,12 @@ impl IdColumns {
         Ok(column)
     }
 
-    /// Forgets the columns of segments other than `live`, once there are more than those.
+    /// Forgets the columns of segments other than `live`.
     pub fn keep_only(&self, live: &[SegmentId]) {
-        let mut columns = self.columns.write().unwrap_or_else(PoisonError::into_inner);
-        if columns.len() > live.len() {
-            columns.retain(|id, _| live.contains(id));
-        }
+        self.columns
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|id, _| live.contains(id));
     }
 
     /// Segments whose columns are held.
