@@ -90,13 +90,13 @@ pub struct Args {
     #[arg(long, default_value = "id", env = "FANOUT_INDEXER_ID_FIELD")]
     pub id_field: String,
     /// Documents per batch.
-    #[arg(long, default_value_t = 1_000, env = "FANOUT_INDEXER_BATCH_DOCS", value_parser = at_least_one)]
+    #[arg(long, default_value_t = 1_000, env = "FANOUT_INDEXER_BATCH_DOCS", value_parser = fanout_proto::args::at_least_one)]
     pub batch_docs: usize,
     /// Bytes per batch.
-    #[arg(long, default_value_t = 4 << 20, env = "FANOUT_INDEXER_BATCH_BYTES", value_parser = at_least_one)]
+    #[arg(long, default_value_t = 4 << 20, env = "FANOUT_INDEXER_BATCH_BYTES", value_parser = fanout_proto::args::at_least_one)]
     pub batch_bytes: usize,
     /// Longest accepted line, in bytes.
-    #[arg(long, default_value_t = 10 << 20, env = "FANOUT_INDEXER_MAX_LINE_BYTES", value_parser = at_least_one)]
+    #[arg(long, default_value_t = 10 << 20, env = "FANOUT_INDEXER_MAX_LINE_BYTES", value_parser = fanout_proto::args::at_least_one)]
     pub max_line_bytes: usize,
     /// Retries of a failed request before a replica counts as down; the backoff doubles from
     /// 100 ms up to 5 s, so the default waits about 16 s for a restarting leaf.
@@ -273,12 +273,4 @@ fn print_summary(s: &Summary, mode: WriteMode, rejects_file: Option<&std::path::
         s.rejected,
         per_shard.join(", "),
     );
-}
-
-/// A count of at least one: a zero batch or line limit would index nothing.
-fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("{s:?} is not a whole number of at least 1")),
-    }
 }

@@ -46,7 +46,7 @@ pub struct Args {
     /// Longest time an acknowledged write waits to become searchable: the leaf commits this
     /// often while there are new writes (`500ms`, `1s`, `1m`). Writes are durable on
     /// acknowledgement either way, through the write-ahead log.
-    #[arg(long, env = "FANOUT_LEAF_REFRESH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FANOUT_LEAF_REFRESH_INTERVAL", default_value = "1s", value_parser = fanout_proto::args::parse_duration)]
     pub refresh_interval: std::time::Duration,
     /// Commit early once this much write-ahead log built up since the last commit, in MiB; it
     /// bounds the replay after a crash.
@@ -54,7 +54,7 @@ pub struct Args {
     pub max_uncommitted_mb: u64,
     /// On SIGTERM, keep serving this long with gRPC health NOT_SERVING before refusing new
     /// connections, so that roots stop choosing this replica first (`5s`; default 0).
-    #[arg(long, env = "FANOUT_LEAF_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FANOUT_LEAF_SHUTDOWN_DELAY", default_value = "0s", value_parser = fanout_proto::args::parse_duration)]
     pub shutdown_delay: std::time::Duration,
     /// Report NOT_SERVING until an import has filled this replica (the indexer's closing
     /// Commit), so that a new, empty replica takes no queries; remembered in the data

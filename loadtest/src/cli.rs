@@ -93,7 +93,7 @@ pub struct IndexBenchArgs {
     #[command(flatten)]
     pub shape: ClusterShape,
     /// Runs of each, alternating.
-    #[arg(long, default_value_t = 3, value_parser = crate::args::at_least_one)]
+    #[arg(long, default_value_t = 3, value_parser = fanout_proto::args::at_least_one)]
     pub runs: usize,
     /// Indexing threads of tantivy alone (default: the number of CPUs).
     #[arg(long)]
@@ -113,7 +113,7 @@ pub struct SimArgs {
     #[arg(long, value_delimiter = ',', default_value = "1,10,30,100,300,1000")]
     pub leaves: Vec<usize>,
     /// Queries simulated per width.
-    #[arg(long, default_value_t = 10_000, value_parser = crate::args::at_least_one)]
+    #[arg(long, default_value_t = 10_000, value_parser = fanout_proto::args::at_least_one)]
     pub queries: usize,
     /// Hedge once a leaf request is slower than this percentile of the leaf distribution.
     #[arg(long, default_value_t = 0.95)]

@@ -8,8 +8,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use crate::args::parse_duration;
 use crate::schedule::pause_windows;
+use fanout_proto::args::parse_duration;
 
 /// A fault and its victim.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ pub struct FloorArgs {
     #[arg(long, default_value_t = 300)]
     pub count: usize,
     /// Gaps between messages to measure with, e.g. `0,100ms` (0: back to back).
-    #[arg(long, value_delimiter = ',', default_value = "0,10ms,100ms", value_parser = crate::args::parse_duration)]
+    #[arg(long, value_delimiter = ',', default_value = "0,10ms,100ms", value_parser = fanout_proto::args::parse_duration)]
     pub gaps: Vec<Duration>,
 }
 

@@ -24,10 +24,10 @@ use crate::fuzz::{case, judge, leaf_case, leaf_code_is_fine};
 #[derive(Debug, Clone, Args)]
 pub struct FuzzArgs {
     /// How long to run (`10m`, `30s`).
-    #[arg(long, default_value = "10m", value_parser = crate::args::parse_duration)]
+    #[arg(long, default_value = "10m", value_parser = fanout_proto::args::parse_duration)]
     pub duration: Duration,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 4, value_parser = crate::args::at_least_one)]
+    #[arg(long, default_value_t = 4, value_parser = fanout_proto::args::at_least_one)]
     pub concurrency: usize,
     /// Seed of the cases; worker `w` uses `seed + w`.
     #[arg(long, default_value_t = 14)]

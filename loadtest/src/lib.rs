@@ -2,7 +2,6 @@
 //!
 //! Each module uses only modules listed before it (checked by `tests/layering.rs`):
 //!
-//! - [`args`]: parsers of command-line values: durations, counts.
 //! - [`schedule`]: open-loop send times (constant or Poisson) and fault pause windows.
 //! - [`cpu`]: CPU time of running processes, from `/proc`.
 //! - [`breakdown`]: where a request's time goes, hop by hop.
@@ -26,7 +25,6 @@
 //! - [`demo`]: the `fanout-cluster` command: the quick start's one-command cluster.
 //! - [`cli`]: the `fanout-loadtest` command line.
 
-pub mod args;
 pub mod breakdown;
 pub mod cli;
 pub mod cluster;

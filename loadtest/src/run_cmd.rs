@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::args::{at_least_one, parse_duration};
 use crate::cluster::{sibling_binary, ClusterSpec, LocalCluster};
 use crate::cpu::CpuMeter;
 use crate::direct::{build_direct_index, corpus_name, corpus_or_demo, load_queries};
@@ -18,6 +17,7 @@ use crate::load::{run_load, LoadPlan, Mode, Scenario, Target};
 use crate::report::{rows, table, ScenarioReport};
 use crate::schedule::Arrivals;
 use crate::sweep::sweep;
+use fanout_proto::args::{at_least_one, parse_duration};
 
 /// `run`: load against a root, with faults, and optionally against tantivy alone.
 #[derive(Debug, Clone, Args)]

@@ -12,7 +12,9 @@ use std::path::Path;
 const CRATES: &[(&str, &[&str])] = &[
     (
         "proto",
-        &["ring", "topology", "query", "process", "wire", "lib"],
+        &[
+            "args", "ring", "topology", "query", "process", "wire", "lib",
+        ],
     ),
     (
         "leaf",
@@ -59,7 +61,6 @@ const CRATES: &[(&str, &[&str])] = &[
     (
         "loadtest",
         &[
-            "args",
             "schedule",
             "cpu",
             "breakdown",

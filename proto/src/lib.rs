@@ -3,6 +3,7 @@
 //!
 //! Each module uses only modules listed before it (checked by `loadtest/tests/layering.rs`):
 //!
+//! - [`args`]: parsers of command-line values every binary shares.
 //! - [`ring`]: the shard function: which shard a document id belongs to.
 //! - [`topology`]: the cluster topology file: shards and the addresses of their replicas.
 //! - [`query`]: the limits every query must keep, and the one safe way to parse it.
@@ -11,6 +12,7 @@
 //!   failures are worth another attempt.
 //! - [`pb`]: the gRPC leaf service and its messages, generated from `proto/fanout/v1/leaf.proto`.
 
+pub mod args;
 pub mod process;
 pub mod query;
 pub mod ring;

@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 use fanout_proto::Topology;
 
+use fanout_proto::args::{duration_at_least, parse_duration};
+
 use crate::api::RootState;
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
@@ -55,7 +57,7 @@ pub struct Args {
     pub discover_interval: Duration,
     /// On SIGTERM, keep serving this long with readiness failing before refusing new
     /// connections, so that load balancers stop sending first (`5s`; default 0).
-    #[arg(long, env = "FANOUT_ROOT_SHUTDOWN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FANOUT_ROOT_SHUTDOWN_DELAY", default_value = "0s", value_parser = fanout_proto::args::parse_duration)]
     pub shutdown_delay: Duration,
     /// Close a connection whose client takes longer than this to send a request's head,
     /// counted from when it connected or was last answered: this is also the idle timeout of
@@ -93,11 +95,11 @@ pub struct Args {
     #[arg(long, env = "FANOUT_ROOT_HEDGE_PERCENTILE", default_value_t = 0.95, value_parser = fraction)]
     pub hedge_percentile: f64,
     /// Shortest hedge delay.
-    #[arg(long, env = "FANOUT_ROOT_HEDGE_MIN_DELAY", default_value = "1ms", value_parser = duration)]
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_MIN_DELAY", default_value = "1ms", value_parser = parse_duration)]
     pub hedge_min_delay: Duration,
     /// Longest hedge delay (also used until a shard has enough latencies); at least
     /// --hedge-min-delay.
-    #[arg(long, env = "FANOUT_ROOT_HEDGE_MAX_DELAY", default_value = "200ms", value_parser = duration)]
+    #[arg(long, env = "FANOUT_ROOT_HEDGE_MAX_DELAY", default_value = "200ms", value_parser = parse_duration)]
     pub hedge_max_delay: Duration,
     /// Hedges allowed per primary request on average (a token bucket).
     #[arg(long, env = "FANOUT_ROOT_HEDGE_BUDGET", default_value_t = 0.05, value_parser = non_negative)]
@@ -109,10 +111,10 @@ pub struct Args {
     #[arg(long, env = "FANOUT_ROOT_EJECT_AFTER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub eject_after: u32,
     /// First ejection's length; doubles with each further ejection.
-    #[arg(long, env = "FANOUT_ROOT_EJECT_BACKOFF", default_value = "1s", value_parser = duration)]
+    #[arg(long, env = "FANOUT_ROOT_EJECT_BACKOFF", default_value = "1s", value_parser = parse_duration)]
     pub eject_backoff: Duration,
     /// Longest ejection; at least --eject-backoff.
-    #[arg(long, env = "FANOUT_ROOT_EJECT_MAX_BACKOFF", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "FANOUT_ROOT_EJECT_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
     pub eject_max_backoff: Duration,
     /// Limits on what one query may ask, shared with the leaves.
     #[command(flatten)]
@@ -222,21 +224,6 @@ fn non_negative(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         _ => Err(format!("{s:?} is not a number of at least 0")),
     }
-}
-
-/// A duration, as every fanout command writes them: `10s`, `500ms`, `1m 30s`.
-fn duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{s:?} is not a duration like 500ms or 2s: {e}"))
-}
-
-/// A duration of at least `min`.
-fn duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
-    let d = duration(s)?;
-    if d < min {
-        return Err(format!("{s:?} is under the minimum of {min:?}"));
-    }
-    Ok(d)
 }
 
 /// A deadline: at least 1 ms.

@@ -1,5 +1,5 @@
-//! Parsers of command-line values shared by the commands: durations as every fanout binary
-//! writes them, and counts that must be at least one.
+//! Parsers of command-line values every fanout binary shares, so that a flag means the same
+//! thing on each: durations as humantime writes them, and counts that must be at least one.
 
 use std::time::Duration;
 
@@ -7,6 +7,15 @@ use std::time::Duration;
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim())
         .map_err(|e| format!("{s:?} is not a duration like 250ms or 2s: {e}"))
+}
+
+/// A duration of at least `min`.
+pub fn duration_at_least(s: &str, min: Duration) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < min {
+        return Err(format!("{s:?} is under the minimum of {min:?}"));
+    }
+    Ok(d)
 }
 
 /// A count of at least one.
