@@ -449,6 +449,12 @@ impl ShardIndex {
         stats: Option<&CorpusStats>,
         interrupt: &Interrupt,
     ) -> Result<LeafHits, LeafError> {
+        if after.is_some_and(|a| a.id.len() > fanout_proto::MAX_ID_BYTES) {
+            return Err(LeafError::InvalidArgument(format!(
+                "search_after names an id over {} bytes, longer than any id",
+                fanout_proto::MAX_ID_BYTES
+            )));
+        }
         if after.is_some() && from > 0 {
             return Err(LeafError::InvalidArgument(
                 "from must be 0 with search_after: the cursor says where the page starts".into(),

@@ -26,11 +26,6 @@ pub struct RankedHit {
     pub address: DocAddress,
 }
 
-/// Whether `a` ranks before `b`: a higher score, or an equal score and a smaller id.
-pub fn rank(a: (Score, &str), b: (Score, &str)) -> Ordering {
-    b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
-}
-
 /// The id column of each segment searched lately, opened once: opening one reads the index of
 /// its dictionary, which costs more than scoring a small query. Segments never change, so an
 /// entry stays right until its segment is merged away ([`IdColumns::keep_only`], called when
@@ -448,14 +443,6 @@ mod tests {
         let top = searcher.search(&nan, &collector).unwrap();
         assert_eq!(top.len(), 10);
         assert!(top.iter().all(|h| h.score.is_nan()));
-    }
-
-    #[test]
-    fn a_higher_score_ranks_first_and_ties_go_to_the_smaller_id() {
-        assert_eq!(rank((2.0, "b"), (1.0, "a")), Ordering::Less);
-        assert_eq!(rank((1.0, "a"), (1.0, "b")), Ordering::Less);
-        assert_eq!(rank((1.0, "b"), (1.0, "a")), Ordering::Greater);
-        assert_eq!(rank((1.0, "a"), (1.0, "a")), Ordering::Equal);
     }
 
     #[test]

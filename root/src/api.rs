@@ -25,7 +25,7 @@ use crate::config::RootConfig;
 use crate::discovery::Discovery;
 use crate::error::ApiError;
 use crate::health::unavailable_shards;
-use crate::http_limits::{within_limits, MAX_BODY_BYTES};
+use crate::http_limits::within_limits;
 use crate::search::{search, SearchParams, SearchResult};
 
 /// What every handler shares.
@@ -84,7 +84,6 @@ pub fn router(state: Arc<RootState>) -> Router {
                 "no route for {uri}; see /v1/search, /v1/health, /v1/ready"
             ))
         })
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(move |request, next| {
             within_limits(body_timeout, request, next)
         }))
@@ -134,12 +133,8 @@ async fn search_post(
     State(state): State<Arc<RootState>>,
     params: Result<Json<SearchParams>, JsonRejection>,
 ) -> Result<Json<SearchResult>, ApiError> {
-    let Json(params) = params.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
-            "the request body is over {MAX_BODY_BYTES} bytes, the limit"
-        )),
-        _ => ApiError::BadRequest(e.body_text()),
-    })?;
+    // The body's size and arrival time were checked by `within_limits`.
+    let Json(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     run(&state, params).await
 }
 

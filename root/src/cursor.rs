@@ -11,11 +11,13 @@ const MAX_CURSOR_BYTES: usize = PREFIX.len() + 8 + 2 * fanout_proto::MAX_ID_BYTE
 
 /// The cursor of the hit with this score and id.
 pub fn encode(score: f32, id: &str) -> String {
+    use std::fmt::Write;
     let mut cursor = String::with_capacity(PREFIX.len() + 8 + 2 * id.len());
     cursor.push_str(PREFIX);
-    cursor.push_str(&format!("{:08x}", score.to_bits()));
+    // Writing to a String cannot fail.
+    let _ = write!(cursor, "{:08x}", score.to_bits());
     for byte in id.bytes() {
-        cursor.push_str(&format!("{byte:02x}"));
+        let _ = write!(cursor, "{byte:02x}");
     }
     cursor
 }

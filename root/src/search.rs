@@ -78,15 +78,6 @@ impl SearchParams {
                 "parameter q is required: a query such as `dog` or `+title:dog -cat` (`*` matches everything)".into(),
             ));
         }
-        // Parsed here, once, before anything is sent: a query no leaf could (or should) run
-        // is refused without a fan-out. Leaves check it again for callers other than roots.
-        fanout_proto::query::parse(&query, &config.query).map_err(|e| {
-            if e.is_callers() {
-                ApiError::BadRequest(e.to_string())
-            } else {
-                ApiError::Unavailable(e.to_string())
-            }
-        })?;
         let size = self.size.unwrap_or(10);
         if size > config.max_size {
             return Err(ApiError::BadRequest(format!(
@@ -124,6 +115,16 @@ impl SearchParams {
             }
             Some(ms) => Duration::from_millis(ms),
         };
+        // Parsed here, once, before anything is sent, and after the cheap checks: a query no
+        // leaf could (or should) run is refused without a fan-out. Leaves check it again for
+        // callers other than roots.
+        fanout_proto::query::parse(&query, &config.query).map_err(|e| {
+            if e.is_callers() {
+                ApiError::BadRequest(e.to_string())
+            } else {
+                ApiError::Unavailable(e.to_string())
+            }
+        })?;
         Ok(SearchPlan {
             query,
             size,
@@ -256,20 +257,14 @@ pub async fn search(
     // Each shard returns its own top from+size; the page is cut after merging.
     let window = plan.from + plan.size;
     // Where a broken connection under this query may be retried (see `quarantine`): where the
-    // same query, for as many hits, ran before.
-    // A cursor page reads other documents than the first page: it proves nothing for them.
-    let run_key = match &plan.after {
-        None => fingerprint,
-        Some(after) => quarantine::fingerprint(&format!(
-            "{}\u{0}{:08x}\u{0}{}",
-            plan.query,
-            after.score.to_bits(),
-            after.id
-        )),
-    };
-    let run = quarantine::Run::new(run_key, window);
+    // same query, for as many hits, ran before. A cursor page reads other documents each time,
+    // so nothing proves it: it is neither looked up nor recorded.
+    let run = plan
+        .after
+        .is_none()
+        .then(|| quarantine::Run::new(fingerprint, window));
     let proven: Vec<bool> = (0..cluster.shards().len() as ShardId)
-        .map(|shard| cluster.known_good.contains(run, shard))
+        .map(|shard| run.is_some_and(|run| cluster.known_good.contains(run, shard)))
         .collect();
     let (global_stats, stats_source) =
         scoring_stats(cluster, plan, deadline, &proven, fingerprint).await?;
@@ -367,7 +362,7 @@ struct Gathered {
 impl Gathered {
     fn from_outcomes(
         cluster: &Cluster,
-        run: quarantine::Run,
+        run: Option<quarantine::Run>,
         proven: &[bool],
         outcomes: Vec<ShardOutcome>,
         debug: bool,
@@ -389,7 +384,9 @@ impl Gathered {
                 .push(ShardDetail::new(shard, outcome.attempts, debug));
             let failure = match outcome.result {
                 Ok((replica, response)) => {
-                    cluster.known_good.record(run, shard);
+                    if let Some(run) = run {
+                        cluster.known_good.record(run, shard);
+                    }
                     // A new generation means the shard changed: its statistics must be read
                     // again.
                     gathered.stats_changed |=
