@@ -212,6 +212,17 @@ async fn worker(
 ) {
     let mut cases = generate(seed);
     let client = reqwest::Client::new();
+    // One channel per leaf for the whole run: a connection per case would fuzz the
+    // handshake, not the leaf.
+    let mut grpc: Vec<_> = leaves
+        .iter()
+        .map(|uri| {
+            let channel = tonic::transport::Endpoint::from_shared(uri.clone())
+                .expect("a topology address is a URI")
+                .connect_lazy();
+            LeafClient::new(channel).max_decoding_message_size(fanout_proto::MAX_MESSAGE_BYTES)
+        })
+        .collect();
     let mut n = 0usize;
     while Instant::now() < until {
         let Some(hostile) = cases.recv().await else {
@@ -221,7 +232,7 @@ async fn worker(
             Hostile::Leaf(request) => {
                 n += 1;
                 let leaf = &leaves[n % leaves.len()];
-                let code = leaf_search(leaf, request.clone()).await;
+                let code = leaf_search(&mut grpc[n % leaves.len()], request.clone()).await;
                 let mut tally = tally.lock();
                 *tally.grpc.entry(format!("{code:?}")).or_default() += 1;
                 if !leaf_code_is_fine(code) {
@@ -255,15 +266,18 @@ async fn worker(
     }
 }
 
-/// Sends `request` to the leaf at `uri`; the gRPC code it answered.
-async fn leaf_search(uri: &str, request: fanout_proto::pb::SearchRequest) -> tonic::Code {
-    let Ok(client) = LeafClient::connect(uri.to_string()).await else {
-        return tonic::Code::Unavailable;
-    };
-    let mut client = client.max_decoding_message_size(fanout_proto::MAX_MESSAGE_BYTES);
-    match client.search(request).await {
-        Ok(_) => tonic::Code::Ok,
-        Err(status) => status.code(),
+/// Sends `request` to a leaf; the gRPC code it answered.
+async fn leaf_search(
+    client: &mut LeafClient<tonic::transport::Channel>,
+    request: fanout_proto::pb::SearchRequest,
+) -> tonic::Code {
+    // Far past any deadline a search may ask for: a leaf this slow is hung, which counts as
+    // unavailable (a violation), not as a worker stalled for the rest of the run.
+    let answer = tokio::time::timeout(Duration::from_secs(60), client.search(request)).await;
+    match answer {
+        Ok(Ok(_)) => tonic::Code::Ok,
+        Ok(Err(status)) => status.code(),
+        Err(_) => tonic::Code::Unavailable,
     }
 }
 
