@@ -266,20 +266,29 @@ fn the_quick_start_cluster_serves_survives_leaf_kills_and_restarts() {
         .count();
     assert_eq!(body["total_hits"], on_shard_0 as u64);
 
-    // Whole again: the restarted replicas serve what they held before they were killed.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, body) = cluster.get("/v1/search?q=*&size=0");
-        if status == 200 && body["partial"] == false {
-            assert_eq!(body["total_hits"], DOCS as u64, "{body}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cluster did not recover: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    // Whole again, from the restarted replicas alone (their siblings stopped): they serve
+    // what they held before they were killed. The root answers partial until it has ejected
+    // the stopped siblings.
+    let siblings = [leaf_pid(&data_dir, 0, 1), leaf_pid(&data_dir, 1, 0)];
+    for pid in siblings {
+        kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let whole = loop {
+        let (status, body) = cluster.get("/v1/search?q=*&size=0&timeout_ms=500");
+        if status == 200 && body["partial"] == false {
+            break body;
+        }
+        if Instant::now() > deadline {
+            break body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for pid in siblings {
+        kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
+    }
+    assert_eq!(whole["partial"], false, "the restarted replicas did not answer: {whole}");
+    assert_eq!(whole["total_hits"], DOCS as u64, "{whole}");
     let stderr = cluster.stop();
     assert!(
         stderr
