@@ -287,7 +287,10 @@ fn the_quick_start_cluster_serves_survives_leaf_kills_and_restarts() {
     for pid in siblings {
         kill(Pid::from_raw(pid), Signal::SIGCONT).unwrap();
     }
-    assert_eq!(whole["partial"], false, "the restarted replicas did not answer: {whole}");
+    assert_eq!(
+        whole["partial"], false,
+        "the restarted replicas did not answer: {whole}"
+    );
     assert_eq!(whole["total_hits"], DOCS as u64, "{whole}");
     let stderr = cluster.stop();
     assert!(

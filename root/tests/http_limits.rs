@@ -105,8 +105,19 @@ async fn silent_half_sent_and_idle_connections_are_closed() {
     idle.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
+    let asked = std::time::Instant::now();
     let answered = read_until_closed(&mut idle, patience).await.unwrap();
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    // Closed by the idle timeout, not after the answer: kept alive, then cut.
+    assert!(
+        !answered.to_ascii_lowercase().contains("connection: close"),
+        "{answered}"
+    );
+    assert!(
+        asked.elapsed() >= TIMEOUT,
+        "closed after {:?}",
+        asked.elapsed()
+    );
 }
 
 #[tokio::test]

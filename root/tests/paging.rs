@@ -108,6 +108,13 @@ async fn search_after_pages_past_the_window_without_repeats_or_gaps() {
         .get("/v1/search?q=*&from=10&search_after=v1.3f8000006162")
         .await;
     assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("from must be 0"),
+        "{body}"
+    );
     let (status, body) = cluster.get("/v1/search?q=*&search_after=nonsense").await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["reason"].as_str().unwrap().contains("cursor"));
