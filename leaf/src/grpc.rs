@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 
 use crate::index::BatchOutcome;
 use crate::service::LeafService;
-use crate::stats::CorpusStats;
+use crate::stats::{CorpusStats, Supplied};
 use crate::top::After;
 
 /// [`LeafService`] as a tonic service.
@@ -21,7 +21,10 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let arrived = std::time::Instant::now();
         let req = request.into_inner();
-        let global = req.global_stats.map(corpus_stats_from_pb);
+        let global = req.global_stats.map(|stats| Supplied {
+            stats: corpus_stats_from_pb(stats),
+            generation: req.stats_generation,
+        });
         let found = self
             .0
             .search(
@@ -51,6 +54,7 @@ impl pb::leaf_server::Leaf for GrpcLeaf {
             hits,
             generation: found.generation,
             took_us: (arrived.elapsed().as_micros() as u64).max(1),
+            shard_stats: found.shard_stats.as_ref().map(corpus_stats_to_pb),
         }))
     }
 

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use fanout_proto::query::QueryLimits;
 use fanout_proto::ShardId;
@@ -17,7 +17,8 @@ use crate::document::{check_owner, parse_document, stored_fields_json};
 use crate::error::LeafError;
 use crate::query::QueryBuilder;
 use crate::schema::SchemaConfig;
-use crate::stats::{shard_stats, CorpusStats, SuppliedStats};
+use crate::snapshot::Snapshot;
+use crate::stats::{shard_stats, CorpusStats, Supplied, SuppliedStats};
 use crate::top::{After, IdColumns, TopByScoreThenId};
 use crate::wal::{OpKind, Wal};
 use crate::write::{apply_entry, committed_wal_seq, CommittedIds, PAYLOAD_WAL_SEQ};
@@ -69,6 +70,9 @@ pub struct LeafHits {
     pub hits: Vec<LeafHit>,
     /// The commit the search read, which changes when the shard's contents do.
     pub generation: u64,
+    /// The shard's own statistics for the query's terms at that commit, when the caller's
+    /// were from another one (see [`Supplied`]).
+    pub shard_stats: Option<CorpusStats>,
 }
 
 /// The outcome of indexing a batch: per-document rejections by position.
@@ -116,8 +120,9 @@ pub struct ShardIndex {
     uncommitted_log_bytes: AtomicU64,
     reader: IndexReader,
     queries: QueryBuilder,
-    /// The opstamp of the last commit visible to searches: persists across restarts.
-    generation: AtomicU64,
+    /// What searches read: replaced whole at each commit. Its generation, the opstamp of the
+    /// last commit visible to searches, persists across restarts.
+    snapshot: RwLock<Arc<Snapshot>>,
     /// Log records replayed when the index was opened.
     replayed: u64,
     /// The segments' id columns, for the total order.
@@ -219,6 +224,7 @@ impl ShardIndex {
             .try_into()?;
         let queries = QueryBuilder::new(&index, &config, QueryLimits::default());
         let generation = index.load_metas()?.opstamp;
+        let snapshot = Snapshot::new(generation, reader.searcher(), &schema, None)?;
         Ok(Self {
             shard,
             config,
@@ -234,7 +240,7 @@ impl ShardIndex {
             uncommitted_log_bytes: AtomicU64::new(0),
             reader,
             queries,
-            generation: AtomicU64::new(generation),
+            snapshot: RwLock::new(Arc::new(snapshot)),
             replayed: 0,
             id_columns: IdColumns::default(),
         })
@@ -260,14 +266,20 @@ impl ShardIndex {
         &self.index
     }
 
+    /// What searches read now.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        // A snapshot is replaced whole, so a panic elsewhere cannot leave half of one.
+        Arc::clone(&self.snapshot.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// Documents visible to searches.
     pub fn num_docs(&self) -> u64 {
-        self.reader.searcher().num_docs()
+        self.snapshot().searcher.num_docs()
     }
 
     /// The generation visible to searches.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.snapshot().generation
     }
 
     /// Log records replayed when the index was opened.
@@ -408,30 +420,38 @@ impl ShardIndex {
         self.uncommitted_ops.store(0, Ordering::Release);
         self.uncommitted_log_bytes.store(0, Ordering::Release);
         self.reader.reload()?;
+        let snapshot = Snapshot::new(
+            opstamp,
+            self.reader.searcher(),
+            &self.schema,
+            Some(&self.snapshot()),
+        )?;
         // Searches see new segments only from here: forget the id columns of merged-away ones
         // once per commit, not on every search.
-        let live: Vec<_> = self
-            .reader
-            .searcher()
+        let live: Vec<_> = snapshot
+            .searcher
             .segment_readers()
             .iter()
             .map(|s| s.segment_id())
             .collect();
         self.id_columns.keep_only(&live);
         state.pending_ids.clear();
-        self.generation.store(opstamp, Ordering::Release);
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
         Ok(opstamp)
     }
 
     /// Runs a query: the `size` best hits after skipping `from`, and the number of matches.
-    /// With `stats`, scores with those (the cluster's) statistics instead of the shard's own.
-    /// Stops early, with an error, once `interrupt` fires.
+    /// With `stats`, scores with those (the cluster's) statistics instead of the shard's own
+    /// (see [`Supplied`]). Stops early, with an error, once `interrupt` fires.
     pub fn search(
         &self,
         query: &str,
         from: usize,
         size: usize,
-        stats: Option<&CorpusStats>,
+        stats: Option<&Supplied>,
         interrupt: &Interrupt,
     ) -> Result<LeafHits, LeafError> {
         self.search_after(query, from, size, None, stats, interrupt)
@@ -446,7 +466,7 @@ impl ShardIndex {
         from: usize,
         size: usize,
         after: Option<&After>,
-        stats: Option<&CorpusStats>,
+        stats: Option<&Supplied>,
         interrupt: &Interrupt,
     ) -> Result<LeafHits, LeafError> {
         if after.is_some_and(|a| a.id.len() > fanout_proto::MAX_ID_BYTES) {
@@ -467,8 +487,9 @@ impl ShardIndex {
             )));
         }
         let query = self.queries.build(query)?;
-        let generation = self.generation();
-        let searcher = self.reader.searcher();
+        let snapshot = self.snapshot();
+        let (generation, searcher) = (snapshot.generation, &snapshot.searcher);
+        let live = snapshot.live_stats();
         let collected = if size == 0 {
             let count = Interruptible {
                 inner: Count,
@@ -488,12 +509,12 @@ impl ShardIndex {
                 interrupt,
             };
             match stats {
-                None => searcher.search(&query, &collector),
+                None => searcher.search_with_statistics_provider(&query, &collector, &live),
                 Some(supplied) => {
                     let provider = SuppliedStats {
-                        supplied,
+                        supplied: &supplied.stats,
                         schema: &self.schema,
-                        local: &searcher,
+                        local: &live,
                     };
                     searcher.search_with_statistics_provider(&query, &collector, &provider)
                 }
@@ -529,10 +550,19 @@ impl ShardIndex {
                 fields_json,
             });
         }
+        // Statistics from another generation scored this page as the data was then: say what
+        // the shard's are now, so that the caller can score again.
+        let shard_stats = match stats {
+            Some(supplied) if supplied.generation != Some(generation) => {
+                Some(shard_stats(&live, &self.schema, &*query)?)
+            }
+            _ => None,
+        };
         Ok(LeafHits {
             total_hits: total_hits as u64,
             hits,
             generation,
+            shard_stats,
         })
     }
 
@@ -540,9 +570,9 @@ impl ShardIndex {
     /// from.
     pub fn stats(&self, query: &str) -> Result<(u64, CorpusStats), LeafError> {
         let query = self.queries.build(query)?;
-        let generation = self.generation();
-        let searcher = self.reader.searcher();
-        Ok((generation, shard_stats(&searcher, &self.schema, &*query)?))
+        let snapshot = self.snapshot();
+        let stats = shard_stats(&snapshot.live_stats(), &self.schema, &*query)?;
+        Ok((snapshot.generation, stats))
     }
 }
 

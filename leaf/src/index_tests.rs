@@ -451,3 +451,44 @@ fn an_interrupted_search_stops_with_its_reason() {
         tonic::Code::DeadlineExceeded
     );
 }
+
+#[test]
+fn a_search_with_statistics_from_another_generation_says_what_they_are_now() {
+    let index = index_with(&[
+        r#"{"id": "a", "title": "red fox"}"#,
+        r#"{"id": "b", "title": "red panda"}"#,
+    ]);
+    let (generation, current) = index.stats("red").unwrap();
+    let search = |supplied: &Supplied| {
+        index
+            .search("red", 0, 10, Some(supplied), &Interrupt::never())
+            .unwrap()
+    };
+    let matching = Supplied {
+        stats: current.clone(),
+        generation: Some(generation),
+    };
+    let found = search(&matching);
+    assert_eq!((found.generation, found.shard_stats), (generation, None));
+    // Scored with the shard's own statistics, as a search without supplied ones is.
+    let own = index
+        .search("red", 0, 10, None, &Interrupt::never())
+        .unwrap();
+    assert_eq!(found.hits, own.hits);
+
+    // After a delete, the old statistics still score (as asked), and the answer carries the
+    // new ones, from the generation searched: the deleted document no longer counts.
+    index.delete_batch(0, 0, &["b"]).unwrap();
+    let next = index.commit().unwrap();
+    let stale = search(&matching);
+    assert_eq!(stale.generation, next);
+    let now = stale.shard_stats.expect("statistics of the new generation");
+    assert_eq!(now, index.stats("red").unwrap().1);
+    assert_eq!((current.num_docs, now.num_docs), (2, 1));
+    // Unknown generation: the caller cannot tell, so the leaf says.
+    let unknown = Supplied {
+        generation: None,
+        ..matching
+    };
+    assert_eq!(search(&unknown).shard_stats, Some(now));
+}

@@ -8,6 +8,7 @@
 //! - [`top`]: the first `from + size` matches in the contract's total order (score, then id).
 //! - [`wal`]: the write-ahead log that makes an acknowledged batch durable before a commit.
 //! - [`stats`]: BM25 statistics summed over shards, so that every shard scores as one index.
+//! - [`snapshot`]: what a search reads: a searcher, its generation, its live documents' statistics.
 //! - [`seed`]: a new replica stays NOT_SERVING until an import has filled it.
 //! - [`error`]: the one error type, mapped once to gRPC status codes.
 //! - [`document`]: a JSON line as a tantivy document and its id; a stored document as JSON.
@@ -32,6 +33,7 @@ pub mod schema;
 pub mod seed;
 pub mod server;
 pub mod service;
+pub mod snapshot;
 pub mod stats;
 pub mod top;
 pub mod wal;

@@ -20,7 +20,7 @@ use crate::error::LeafError;
 use crate::index::{BatchOutcome, LeafHits, ShardIndex};
 use crate::refresh::RefreshPolicy;
 use crate::seed::SeedGate;
-use crate::stats::CorpusStats;
+use crate::stats::{CorpusStats, Supplied};
 use crate::top::After;
 
 /// One replica of one shard, ready to serve.
@@ -189,7 +189,7 @@ impl LeafService {
         query: String,
         (from, size): (usize, usize),
         after: Option<After>,
-        global: Option<CorpusStats>,
+        global: Option<Supplied>,
         timeout: Option<std::time::Duration>,
     ) -> Result<LeafHits, LeafError> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);

@@ -2,20 +2,21 @@
 //! if its documents were the whole corpus, so the same document scores differently on
 //! different splits. A leaf reports its statistics for a query's terms ([`shard_stats`]); a root
 //! sums them over the shards and sends the sums with the search; the leaf then scores with
-//! them ([`SuppliedStats`]). Summed this way, tantivy's statistics are exactly those of one
-//! index holding every shard's documents, so the scores are too.
+//! them ([`SuppliedStats`]). A shard's statistics count its live documents only
+//! ([`crate::snapshot`]), so summed they are exactly those of one index freshly built from
+//! every shard's documents, and so are the scores.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use tantivy::query::{Bm25StatisticsProvider, Query};
 use tantivy::schema::{Field, FieldType, Schema};
-use tantivy::{Searcher, Term};
+use tantivy::Term;
 
 /// What BM25 needs to know about a corpus: a shard's, or every shard's summed. Ordered maps,
 /// so that what goes on the wire comes out in the same order every time.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CorpusStats {
-    /// Documents, counted as tantivy does for BM25 (deleted ones not merged away included).
+    /// Live documents.
     pub num_docs: u64,
     /// Total tokens per indexed text field, by field name.
     pub fields: BTreeMap<String, u64>,
@@ -23,9 +24,23 @@ pub struct CorpusStats {
     pub terms: BTreeMap<Vec<u8>, u64>,
 }
 
-/// A shard's statistics for the terms `query` scores, read from `searcher`.
+/// Statistics a caller sent to score with (the cluster's), and the generation of this replica
+/// that the shard's part of them was read from, as far as the caller knows. A search on
+/// another generation (or when the caller does not know) answers with the shard's current
+/// statistics beside its hits, so that the caller can tell whether the scores it asked for are
+/// those of the data searched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Supplied {
+    /// The statistics to score with.
+    pub stats: CorpusStats,
+    /// The generation the shard's part of them came from.
+    pub generation: Option<u64>,
+}
+
+/// A shard's statistics for the terms `query` scores, read from `live` (see
+/// [`crate::snapshot::LiveStats`]).
 pub fn shard_stats(
-    searcher: &Searcher,
+    live: &dyn Bm25StatisticsProvider,
     schema: &Schema,
     query: &dyn Query,
 ) -> tantivy::Result<CorpusStats> {
@@ -34,17 +49,17 @@ pub fn shard_stats(
         terms.insert(term.clone());
     });
     let mut stats = CorpusStats {
-        num_docs: Bm25StatisticsProvider::total_num_docs(searcher)?,
+        num_docs: live.total_num_docs()?,
         ..CorpusStats::default()
     };
     for (field, entry) in schema.fields() {
         if matches!(entry.field_type(), FieldType::Str(_)) && entry.is_indexed() {
-            let tokens = Bm25StatisticsProvider::total_num_tokens(searcher, field)?;
+            let tokens = live.total_num_tokens(field)?;
             stats.fields.insert(entry.name().to_string(), tokens);
         }
     }
     for term in terms {
-        let df = searcher.doc_freq(&term)?;
+        let df = live.doc_freq(&term)?;
         stats.terms.insert(term_key(&term), df);
     }
     Ok(stats)
@@ -68,20 +83,20 @@ pub struct SuppliedStats<'a> {
     /// The shard's schema.
     pub schema: &'a Schema,
     /// The shard's own statistics, for terms the caller did not send.
-    pub local: &'a Searcher,
+    pub local: &'a dyn Bm25StatisticsProvider,
 }
 
 impl Bm25StatisticsProvider for SuppliedStats<'_> {
     fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
         match self.supplied.fields.get(self.schema.get_field_name(field)) {
             Some(&tokens) => Ok(tokens),
-            None => Bm25StatisticsProvider::total_num_tokens(self.local, field),
+            None => self.local.total_num_tokens(field),
         }
     }
 
     fn total_num_docs(&self) -> tantivy::Result<u64> {
         if self.supplied.num_docs == 0 {
-            return Bm25StatisticsProvider::total_num_docs(self.local);
+            return self.local.total_num_docs();
         }
         Ok(self.supplied.num_docs)
     }

@@ -290,15 +290,19 @@ pub fn leaf_case() -> impl Strategy<Value = SearchRequest> {
         prop_oneof![Just(0u32), 1u32..3_000],
         prop::option::of(stats),
         prop::option::weighted(0.2, (any::<f32>(), ".{0,40}")),
+        prop::option::of(any::<u64>()),
     )
         .prop_map(
-            |(query, size, from, timeout_ms, global_stats, after)| SearchRequest {
-                query,
-                size,
-                from,
-                timeout_ms,
-                global_stats,
-                search_after: after.map(|(score, id)| SearchAfter { score, id }),
+            |(query, size, from, timeout_ms, global_stats, after, stats_generation)| {
+                SearchRequest {
+                    query,
+                    size,
+                    from,
+                    timeout_ms,
+                    global_stats,
+                    search_after: after.map(|(score, id)| SearchAfter { score, id }),
+                    stats_generation,
+                }
             },
         )
 }

@@ -19,8 +19,9 @@ const CRATES: &[(&str, &[&str])] = &[
     (
         "leaf",
         &[
-            "schema", "collect", "top", "wal", "stats", "seed", "error", "document", "write",
-            "query", "index", "refresh", "service", "grpc", "server", "cli", "lib", "main",
+            "schema", "collect", "top", "wal", "stats", "snapshot", "seed", "error", "document",
+            "write", "query", "index", "refresh", "service", "grpc", "server", "cli", "lib",
+            "main",
         ],
     ),
     (

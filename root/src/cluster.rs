@@ -181,6 +181,8 @@ pub struct Cluster {
     pub partial_responses: metrics::Counter,
     /// Time from a search's arrival to its answer.
     pub search_seconds: metrics::Histogram,
+    /// Searches run a second time because a shard had committed since their statistics.
+    pub rescored: metrics::Counter,
 }
 
 impl Cluster {
@@ -199,6 +201,7 @@ impl Cluster {
             shards,
             partial_responses: metrics::counter!("fanout_root_partial_responses_total"),
             search_seconds: metrics::histogram!("fanout_root_search_seconds"),
+            rescored: metrics::counter!("fanout_root_rescored_searches_total"),
         }
     }
 

@@ -28,6 +28,7 @@ use crate::cluster::{Cluster, Replica, ReplicaSet};
 use crate::config::RootConfig;
 use crate::metrics::AttemptKind;
 use crate::replica::ReplicaState;
+use crate::stats_cache::StatsCache;
 
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -70,7 +71,7 @@ pub struct ShardOutcome {
 }
 
 /// Per-request switches.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct ScatterOptions<'a> {
     /// Whether this request may be hedged.
     pub hedge: bool,
@@ -78,6 +79,10 @@ pub struct ScatterOptions<'a> {
     /// a broken connection is retried like any failure (see [`crate::quarantine::KnownGood`]).
     /// Shards past the end are not.
     pub proven: &'a [bool],
+    /// With global statistics: the cache they came from. Each attempt tells its replica the
+    /// generation of it the cache last saw, so that a replica that committed since answers
+    /// with its new statistics (see `stats_generation` in the contract).
+    pub generations: Option<&'a StatsCache>,
 }
 
 /// Sends `request` to every shard and gathers what arrives by `deadline`, in shard order.
@@ -141,6 +146,7 @@ struct Attempts<'a> {
     /// The shard's membership when the request started.
     replicas: &'a [Arc<Replica>],
     request: &'a pb::SearchRequest,
+    generations: Option<&'a StatsCache>,
     deadline: Instant,
     tried: Vec<bool>,
     reports: Vec<AttemptReport>,
@@ -167,7 +173,12 @@ impl<'a> Attempts<'a> {
         });
         self.sent.push((index, Instant::now()));
         self.set.metrics.requests[kind as usize].increment(1);
-        let request = self.request.clone();
+        let mut request = self.request.clone();
+        if request.global_stats.is_some() {
+            request.stats_generation = self
+                .generations
+                .and_then(|cache| cache.generation(self.set.shard, &replica.name));
+        }
         self.in_flight
             .push(Box::pin(attempt(replica, request, self.deadline, slot)));
         true
@@ -294,6 +305,7 @@ pub async fn search_shard(
         tried: vec![false; replicas.len()],
         replicas: &replicas,
         request,
+        generations: options.generations,
         deadline,
         reports: Vec::new(),
         sent: Vec::new(),

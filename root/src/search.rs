@@ -164,8 +164,9 @@ pub struct SearchResult {
     pub shards: ShardsSummary,
     /// Which statistics the scores come from: `cached` or `fetched` (the cluster's; fetched
     /// cost a round trip), `partial` (the cluster's minus a shard that could not be asked),
-    /// `shard` (each shard's own), or `stale` (the cluster's, from before a commit this answer
-    /// revealed).
+    /// `shard` (each shard's own), `rescored` (the cluster's, after a shard that had committed
+    /// sent its new statistics and the query ran again with them), or `stale` (the cluster's,
+    /// from before a commit this answer revealed, with no time to run again).
     pub stats: StatsSource,
 }
 
@@ -276,21 +277,20 @@ pub async fn search(
         timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
         global_stats,
         search_after: plan.after.clone(),
+        stats_generation: None,
     };
-    let options = ScatterOptions {
-        hedge: plan.hedge,
-        proven: &proven,
+    let round = Round {
+        cluster,
+        config,
+        plan,
+        run,
+        deadline,
     };
-    let outcomes = scatter(cluster, config, &request, deadline, options).await;
-    let gathered = Gathered::from_outcomes(cluster, run, &proven, outcomes, plan.debug);
-    if gathered.lost_connection {
-        cluster.quarantine.add(fingerprint);
-    }
-    // Scores from the cluster's statistics are only as fresh as the generations they came from.
-    let stats_source = match stats_source {
-        StatsSource::Shard => StatsSource::Shard,
-        _ if gathered.stats_changed => StatsSource::Stale,
-        source => source,
+    let scattered = Instant::now();
+    let gathered = round.run(&request, &proven).await;
+    let (gathered, stats_source) = match stats_source {
+        StatsSource::Shard => (gathered, StatsSource::Shard),
+        source => round.freshen(&request, gathered, source, scattered).await,
     };
     let answered = gathered.into_answer(cluster.shards().len(), plan.allow_partial)?;
     if !answered.failed.is_empty() {
@@ -343,6 +343,95 @@ async fn scoring_stats(
     }
 }
 
+/// One scatter and gather of a search, and what it takes to run it again.
+struct Round<'a> {
+    cluster: &'a Cluster,
+    config: &'a RootConfig,
+    plan: &'a SearchPlan,
+    run: Option<quarantine::Run>,
+    deadline: Instant,
+}
+
+impl Round<'_> {
+    /// Sends `request` to every shard and gathers the answers; quarantines the query if a
+    /// connection broke under it.
+    async fn run(&self, request: &pb::SearchRequest, proven: &[bool]) -> Gathered {
+        let options = ScatterOptions {
+            hedge: self.plan.hedge,
+            proven,
+            generations: request
+                .global_stats
+                .is_some()
+                .then_some(&self.cluster.stats),
+        };
+        let outcomes = scatter(self.cluster, self.config, request, self.deadline, options).await;
+        let gathered = Gathered::from_outcomes(
+            self.cluster,
+            &self.plan.query,
+            self.run,
+            proven,
+            outcomes,
+            self.plan.debug,
+        );
+        if gathered.lost_connection {
+            let fingerprint = quarantine::fingerprint(&self.plan.query);
+            self.cluster.quarantine.add(fingerprint);
+        }
+        gathered
+    }
+
+    /// Scores from the cluster's statistics are exact only if no shard committed since they
+    /// were learnt. A shard that did sends its new statistics with its answer; if that changed
+    /// the sums, the query runs once more with the new ones, when every shard answered the
+    /// first time and the time left allows a second round twice as long as the first.
+    /// Otherwise the first answer stands, labelled stale; so does a second round that fails
+    /// anywhere: a complete answer scored a commit ago beats a partial one.
+    async fn freshen(
+        &self,
+        request: &pb::SearchRequest,
+        first: Gathered,
+        source: StatsSource,
+        scattered: Instant,
+    ) -> (Gathered, StatsSource) {
+        if !first.revealed {
+            return (first, source);
+        }
+        let current = self.cluster.stats.lookup(&self.plan.query);
+        if current == request.global_stats {
+            // The commit left this query's statistics as they were.
+            return (first, source);
+        }
+        let first_round = scattered.elapsed();
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let Some(current) = current.filter(|_| first.complete() && left >= first_round * 2) else {
+            return (first, StatsSource::Stale);
+        };
+        self.cluster.rescored.increment(1);
+        let again = pb::SearchRequest {
+            global_stats: Some(current.clone()),
+            ..request.clone()
+        };
+        let proven: Vec<bool> = (0..self.cluster.shards().len() as ShardId)
+            .map(|shard| {
+                self.run
+                    .is_some_and(|run| self.cluster.known_good.contains(run, shard))
+            })
+            .collect();
+        let second = self.run(&again, &proven).await;
+        if !second.complete() {
+            return (first, StatsSource::Stale);
+        }
+        let label = if second.revealed
+            && self.cluster.stats.lookup(&self.plan.query).as_ref() != Some(&current)
+        {
+            StatsSource::Stale
+        } else {
+            StatsSource::Rescored
+        };
+        (second, label)
+    }
+}
+
 /// What the shards' outcomes add up to, before the page is merged.
 struct Gathered {
     partials: Vec<Vec<ShardHit<String>>>,
@@ -354,14 +443,16 @@ struct Gathered {
     lost_connection: bool,
     /// A shard's parser refused the query: the same on every shard, so it is the answer.
     bad_request: Option<String>,
-    /// A replica answered from another generation than it last did: a commit since the
-    /// statistics were learnt.
-    stats_changed: bool,
+    /// A replica answered from another generation than the root last saw from it, or sent its
+    /// statistics because the root's were from another generation: the statistics the search
+    /// was scored with may be a commit old.
+    revealed: bool,
 }
 
 impl Gathered {
     fn from_outcomes(
         cluster: &Cluster,
+        query: &str,
         run: Option<quarantine::Run>,
         proven: &[bool],
         outcomes: Vec<ShardOutcome>,
@@ -375,7 +466,7 @@ impl Gathered {
             timed_out: false,
             lost_connection: false,
             bad_request: None,
-            stats_changed: false,
+            revealed: false,
         };
         for outcome in outcomes {
             let shard = outcome.shard;
@@ -383,14 +474,24 @@ impl Gathered {
                 .details
                 .push(ShardDetail::new(shard, outcome.attempts, debug));
             let failure = match outcome.result {
-                Ok((replica, response)) => {
+                Ok((replica, mut response)) => {
                     if let Some(run) = run {
                         cluster.known_good.record(run, shard);
                     }
                     // A new generation means the shard changed: its statistics must be read
-                    // again.
-                    gathered.stats_changed |=
+                    // again, and an answer that says so carries them.
+                    gathered.revealed |=
                         cluster.stats.observe(shard, &replica, response.generation);
+                    if let Some(stats) = response.shard_stats.take() {
+                        gathered.revealed = true;
+                        let answer = pb::StatsResponse {
+                            shard,
+                            replica: response.replica.clone(),
+                            generation: response.generation,
+                            stats: Some(stats),
+                        };
+                        cluster.stats.absorb(query, &replica, &answer);
+                    }
                     gathered.total_hits += response.total_hits;
                     gathered.partials.push(
                         response
@@ -423,6 +524,11 @@ impl Gathered {
             });
         }
         gathered
+    }
+
+    /// Whether every shard answered.
+    fn complete(&self) -> bool {
+        self.failed.is_empty() && self.bad_request.is_none()
     }
 
     /// The answer these outcomes allow: a parser's refusal, an error when too few shards

@@ -24,9 +24,13 @@ pub enum StatsSource {
     /// Per-shard statistics, as asked.
     Shard,
     /// The cluster's statistics as the root knew them, but this very answer showed a shard had
-    /// committed since: its scores are those of the corpus before that commit. The next
-    /// search fetches fresh ones.
+    /// committed since, and there was no time (or not every shard answered) to search again:
+    /// its scores are those of the corpus before that commit. The next search uses the new
+    /// statistics the shard sent.
     Stale,
+    /// The cluster's, current: a shard had committed since the statistics the root held, sent
+    /// its new ones with its answer, and the query ran once more with the new sums.
+    Rescored,
 }
 
 /// The cluster's statistics for `query`: from the cache when every shard's are known and

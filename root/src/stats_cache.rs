@@ -126,6 +126,17 @@ impl StatsCache {
         }
     }
 
+    /// The generation of `replica` of `shard` last seen, if any.
+    pub fn generation(&self, shard: ShardId, replica: &str) -> Option<u64> {
+        let inner = self.inner.lock();
+        inner
+            .shards
+            .get(shard as usize)?
+            .generations
+            .get(replica)
+            .copied()
+    }
+
     /// Notes the generation a replica answered a search from. Returns whether that
     /// invalidated the shard's statistics.
     pub fn observe(&self, shard: ShardId, replica: &str, generation: u64) -> bool {

@@ -116,31 +116,17 @@ async fn search_returns_what_was_indexed_from_every_shard() {
     assert_eq!(body["total_hits"], expected as u64);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_search_after_a_commit_says_its_statistics_were_stale() {
-    // One replica per shard: a replica's new generation is noticed only if it answered
-    // before (generations are per replica), and here every search reaches the same ones.
-    let cluster = TestCluster::start_with(&corpus(64), RootConfig::default(), 1).await;
-    let stats = |body: &Value| body["stats"].as_str().unwrap().to_string();
-    let (_, first) = cluster.get("/v1/search?q=apple").await;
-    assert_eq!(stats(&first), "fetched");
-    let (_, again) = cluster.get("/v1/search?q=apple").await;
-    assert_eq!(stats(&again), "cached");
-
-    // A commit on every shard changes every generation.
-    let more: String = (0..16)
-        .map(|i| {
-            format!(
-                "{}\n",
-                serde_json::json!({"id": format!("new-{i}"), "title": "apple"})
-            )
-        })
+/// Indexes `docs` (id, title) through the indexer, which commits on every replica.
+async fn index_more(cluster: &TestCluster, docs: &[(String, &str)]) {
+    let ndjson: String = docs
+        .iter()
+        .map(|(id, title)| format!("{}\n", serde_json::json!({"id": id, "title": title})))
         .collect();
     let summary = fanout_indexer::index_inputs(
         &cluster.topology,
         vec![fanout_indexer::Input::from_bytes(
             "more.ndjson",
-            more.into_bytes(),
+            ndjson.into_bytes(),
         )],
         &fanout_indexer::IndexerOptions::default(),
         std::sync::Arc::new(fanout_indexer::RejectLog::new(None)),
@@ -149,15 +135,78 @@ async fn the_first_search_after_a_commit_says_its_statistics_were_stale() {
     .await
     .unwrap();
     assert!(summary.is_complete(), "{summary:?}");
+}
 
-    let (_, after_commit) = cluster.get("/v1/search?q=apple").await;
-    assert_eq!(stats(&after_commit), "stale", "{after_commit}");
-    let (_, fresh) = cluster.get("/v1/search?q=apple").await;
-    assert_eq!(stats(&fresh), "fetched");
+fn scores(body: &Value) -> Vec<(String, f64)> {
+    body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["id"].as_str().unwrap().into(),
+                h["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_search_after_a_commit_is_scored_again_with_the_new_statistics() {
+    let cluster = TestCluster::start(&corpus(64), RootConfig::default()).await;
+    let stats = |body: &Value| body["stats"].as_str().unwrap().to_string();
+    let (_, first) = cluster.get("/v1/search?q=apple&size=50").await;
+    assert_eq!(stats(&first), "fetched");
+    let (_, again) = cluster.get("/v1/search?q=apple&size=50").await;
+    assert_eq!(stats(&again), "cached");
+
+    // A commit on every replica of every shard: 16 more documents hold the term.
+    let more: Vec<(String, &str)> = (0..16).map(|i| (format!("new-{i}"), "apple")).collect();
+    index_more(&cluster, &more).await;
+
+    // The leaves answer with their new statistics; the root runs the query again with them,
+    // so the very first answer after the commit is scored as the data now is.
+    let (_, after_commit) = cluster.get("/v1/search?q=apple&size=50").await;
+    assert_eq!(stats(&after_commit), "rescored", "{after_commit}");
     assert_eq!(
-        fresh["total_hits"].as_u64().unwrap(),
+        after_commit["total_hits"].as_u64().unwrap(),
         first["total_hits"].as_u64().unwrap() + 16
     );
+    let (_, next) = cluster.get("/v1/search?q=apple&size=50").await;
+    assert_eq!(stats(&next), "cached", "{next}");
+    assert_eq!(scores(&next), scores(&after_commit));
+    // The term is more common now: a document that ranked before scores lower.
+    let old = &scores(&first)[0];
+    let now = scores(&after_commit)
+        .into_iter()
+        .find(|(id, _)| *id == old.0)
+        .expect("the best old document is still on the page");
+    assert!(now.1 < old.1, "{old:?} then {now:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_revealed_by_a_partial_answer_is_labelled_stale() {
+    // One replica per shard, so that stopping one takes its shard away.
+    let mut cluster = TestCluster::start_with(&corpus(64), RootConfig::default(), 1).await;
+    let stats = |body: &Value| body["stats"].as_str().unwrap().to_string();
+    let (_, first) = cluster.get("/v1/search?q=apple").await;
+    assert_eq!(stats(&first), "fetched");
+
+    // Shard 0 commits new documents, then shard 1 goes away: the answer has only shard 0,
+    // scored with statistics from before its commit, and there is nothing complete to score
+    // again.
+    let on_shard_0: Vec<(String, &str)> = (0..200)
+        .map(|i| format!("more-{i}"))
+        .filter(|id| shard_for_id(id, 2) == 0)
+        .take(8)
+        .map(|id| (id, "apple"))
+        .collect();
+    index_more(&cluster, &on_shard_0).await;
+    cluster.stop_replica(1, 0).await;
+    let (status, partial) = cluster.get("/v1/search?q=apple").await;
+    assert_eq!(status, 200, "{partial}");
+    assert_eq!(partial["partial"], true);
+    assert_eq!(stats(&partial), "stale", "{partial}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
