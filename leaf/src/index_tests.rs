@@ -1,5 +1,6 @@
 use super::*;
 use crate::collect::Interrupt;
+use crate::stats::Supplied;
 use fanout_proto::shard_for_id;
 use serde_json::Value;
 

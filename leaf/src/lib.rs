@@ -15,6 +15,7 @@
 //! - [`write`]: replaying logged operations, upserts, ids the committed segments hold.
 //! - [`query`]: query text to a tantivy query, within the contract's limits.
 //! - [`index`]: the shard's index: batches in, commits, searches out (blocking).
+//!   Its read side (searches, statistics) lives in `index_search.rs`.
 //! - [`refresh`]: when a leaf commits, so that writes become searchable.
 //! - [`service`]: the leaf as a plain async API; runs index work off the async runtime.
 //! - [`grpc`]: the thin tonic adapter over the service.
