@@ -134,7 +134,7 @@ fn churned_layout(shards: u32, rounds: &[Round]) -> Vec<ShardIndex> {
 fn queries(docs: &[Value]) -> Vec<String> {
     let mut rng = fastrand::Rng::with_seed(7);
     let mut queries = Vec::new();
-    while queries.len() < 200 {
+    while queries.len() < 350 {
         let words: Vec<String> = docs[rng.usize(..docs.len())]["body"]
             .as_str()
             .unwrap_or_default()
@@ -148,11 +148,16 @@ fn queries(docs: &[Value]) -> Vec<String> {
         let i = rng.usize(..words.len() - 1);
         let (a, b) = (&words[i], &words[i + 1]);
         let other = &words[rng.usize(..words.len())];
-        queries.push(match queries.len() % 5 {
+        let fourth = &words[rng.usize(..words.len())];
+        // Three required terms and four optional ones too: tantivy adds their scores in an
+        // order that depends on each segment's postings, which must not show.
+        queries.push(match queries.len() % 7 {
             0 => format!("{a} {other}"),
             1 => format!("+{a} +{b}"),
             2 => format!("\"{a} {b}\""),
             3 => format!("+{a} -{other}"),
+            4 => format!("+{a} +{b} +{other}"),
+            5 => format!("{a} {b} {other} {fourth} body:{a}"),
             _ => format!("body:{a} title:{other}"),
         });
     }
