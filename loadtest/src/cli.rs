@@ -165,15 +165,36 @@ async fn stats_bench(args: StatsBenchArgs) -> anyhow::Result<()> {
     let url = cluster.start_root(&spec).await?;
     // Per-shard first, which also warms the leaves' caches for the passes after it.
     let _warm_up = pass(&url, "warm-up", &queries, "shard").await?;
-    let passes = vec![
+    let mut passes = vec![
         pass(&url, "per-shard", &queries, "shard").await?,
         pass(&url, "global, cold", &queries, "global").await?,
         pass(&url, "global, warm", &queries, "global").await?,
     ];
+    // A tenth of the corpus deleted: every shard commits, every query's statistics change.
+    let deleted = scratch.path().join("deleted.ndjson");
+    let mut lines = String::new();
+    let mut n = 0u64;
+    crate::direct::for_each_document(std::slice::from_ref(&corpus), |line| {
+        n += 1;
+        if n.is_multiple_of(10) {
+            lines.push_str(&line);
+            lines.push('\n');
+        }
+        Ok(())
+    })?;
+    std::fs::write(&deleted, lines)?;
+    cluster.delete_corpus([&deleted]).await?;
+    passes.push(pass(&url, "after a commit", &queries, "global").await?);
+    passes.push(pass(&url, "warm, 10% deleted", &queries, "global").await?);
     print!("{}", table(&passes));
+    let (same, all) = passes[3].agreement(&passes[4]);
+    println!("first after the commit ranks as warm: {same} of {all} pages identical (ids and score bits)");
     cluster.stop().await;
+    let live = crate::statsbench::live_cost(std::slice::from_ref(&corpus), &queries)?;
+    print!("{live}");
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&passes)? + "\n")?;
+        let json = serde_json::json!({ "passes": passes, "live_cost": live });
+        std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")?;
     }
     Ok(())
 }

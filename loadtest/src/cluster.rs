@@ -13,7 +13,7 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog, Summary};
+use fanout_indexer::{index_inputs, IndexerOptions, Input, RejectLog, Summary, WriteMode};
 use fanout_proto::pb::leaf_client::LeafClient;
 use fanout_proto::pb::InfoRequest;
 use fanout_proto::{ReplicaAddr, ShardSpec, Topology};
@@ -313,22 +313,37 @@ impl LocalCluster {
         &self,
         files: impl IntoIterator<Item = P>,
     ) -> anyhow::Result<Summary> {
+        self.write_corpus(files, WriteMode::Upsert).await
+    }
+
+    /// Deletes the documents of NDJSON files (by their ids) with the indexer's code; fails
+    /// unless every replica deleted every one.
+    pub async fn delete_corpus<P: AsRef<Path>>(
+        &self,
+        files: impl IntoIterator<Item = P>,
+    ) -> anyhow::Result<Summary> {
+        self.write_corpus(files, WriteMode::Delete).await
+    }
+
+    async fn write_corpus<P: AsRef<Path>>(
+        &self,
+        files: impl IntoIterator<Item = P>,
+        mode: WriteMode,
+    ) -> anyhow::Result<Summary> {
         let inputs = files
             .into_iter()
             .map(|f| Input::open(f.as_ref()))
             .collect::<Result<_, _>>()?;
         let rejects = Arc::new(RejectLog::new(None));
-        let summary = index_inputs(
-            &self.topology,
-            inputs,
-            &IndexerOptions::default(),
-            rejects,
-            Arc::default(),
-        )
-        .await?;
+        let options = IndexerOptions {
+            mode,
+            ..IndexerOptions::default()
+        };
+        let summary =
+            index_inputs(&self.topology, inputs, &options, rejects, Arc::default()).await?;
         if !summary.is_complete() {
             bail!(
-                "indexing failed: {:?} {:?}",
+                "writing failed: {:?} {:?}",
                 summary.replica_failures,
                 summary.input_errors
             );

@@ -2,10 +2,18 @@
 //! cluster in three passes: with per-shard statistics (no statistics at all, the baseline the
 //! others are ratios to), each query's first time with global statistics (cold: a statistics
 //! round trip to every shard first), and the same queries again (warm: statistics from the
-//! root's cache).
+//! root's cache). Then a tenth of the corpus is deleted and the passes show the first query
+//! after that commit (scored again with the new statistics, and labelled so) and warm queries
+//! on a corpus with deletes. [`live_cost`] measures what counting live documents only costs
+//! a leaf, in process.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use fanout_leaf::collect::Interrupt;
+use fanout_leaf::snapshot::Snapshot;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,12 +26,39 @@ pub struct Pass {
     pub report: ScenarioReport,
     /// How often each statistics source answered.
     pub sources: BTreeMap<String, u64>,
+    /// Per query, a hash of the page's ids and score bits (0 for a failed request), to tell
+    /// whether two passes ranked alike.
+    #[serde(skip)]
+    pub rankings: Vec<u64>,
 }
 
-/// The one field of a response the latency report does not read.
+impl Pass {
+    /// Queries both passes answered with the very same page, ids and scores; and how many
+    /// both answered.
+    pub fn agreement(&self, other: &Pass) -> (usize, usize) {
+        let both = self
+            .rankings
+            .iter()
+            .zip(&other.rankings)
+            .filter(|(a, b)| **a != 0 && **b != 0);
+        let (same, all) = both.fold((0, 0), |(same, all), (a, b)| {
+            (same + usize::from(a == b), all + 1)
+        });
+        (same, all)
+    }
+}
+
+/// The fields of a response the latency report does not read.
 #[derive(Deserialize)]
-struct StatsField {
+struct StatsFields {
     stats: String,
+    hits: Vec<HitFields>,
+}
+
+#[derive(Deserialize)]
+struct HitFields {
+    id: String,
+    score: f32,
 }
 
 /// Runs `queries` once each, in order, with `stats` (`global` or `shard`), one at a time.
@@ -31,6 +66,7 @@ pub async fn pass(url: &str, name: &str, queries: &[String], stats: &str) -> any
     let client = reqwest::Client::new();
     let mut recorder = Recorder::default();
     let mut sources = BTreeMap::<String, u64>::new();
+    let mut rankings = Vec::with_capacity(queries.len());
     let started = Instant::now();
     for q in queries {
         let sent = Instant::now();
@@ -44,15 +80,22 @@ pub async fn pass(url: &str, name: &str, queries: &[String], stats: &str) -> any
         let latency = sent.elapsed();
         if !status.is_success() {
             recorder.failed(format!("HTTP {}", status.as_u16()));
+            rankings.push(0);
             continue;
         }
         recorder.answered(latency, &Answer::from_body(&body)?);
-        let source = serde_json::from_slice::<StatsField>(&body)?.stats;
-        *sources.entry(source).or_default() += 1;
+        let fields = serde_json::from_slice::<StatsFields>(&body)?;
+        let mut hash = std::collections::hash_map::DefaultHasher::new();
+        for hit in &fields.hits {
+            (&hit.id, hit.score.to_bits()).hash(&mut hash);
+        }
+        rankings.push(hash.finish() | 1);
+        *sources.entry(fields.stats).or_default() += 1;
     }
     Ok(Pass {
         report: recorder.report(name, started.elapsed()),
         sources,
+        rankings,
     })
 }
 
@@ -66,4 +109,104 @@ pub fn table(passes: &[Pass]) -> String {
         out += &format!("{} statistics: {}\n", p.report.scenario, sources.join(", "));
     }
     out
+}
+
+/// What counting live documents only costs a leaf, measured in process on one index of the
+/// whole corpus: the per-segment work when a commit shows new segments, against the time to
+/// index the corpus; and the statistics of every query, without deletes and with a tenth of
+/// the documents deleted (where each term's postings are walked once per segment, then cached).
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveCost {
+    /// Documents indexed.
+    pub docs: u64,
+    /// Indexing them and committing, in ms.
+    pub index_ms: f64,
+    /// The live statistics of every segment from scratch (median of 5), in ms, without deletes.
+    pub snapshot_ms: f64,
+    /// The same with a tenth of the documents deleted.
+    pub snapshot_deleted_ms: f64,
+    /// Statistics of every query, in µs per query: no deletes (cold, warm), then a tenth
+    /// deleted (cold: the first time after the commit, walking postings; warm: cached).
+    pub stats_us: [f64; 4],
+}
+
+/// Measures [`LiveCost`] on `corpus` with `queries`.
+pub fn live_cost(corpus: &[PathBuf], queries: &[String]) -> anyhow::Result<LiveCost> {
+    let started = Instant::now();
+    let index = crate::direct::build_direct_index(corpus)?;
+    let index_ms = ms(started.elapsed());
+    let docs = index.num_docs();
+    let snapshot_ms = median_snapshot_ms(&index)?;
+    let per_query = |index: &fanout_leaf::ShardIndex| {
+        let started = Instant::now();
+        for q in queries {
+            // Refused queries cost their parse only; they are in both runs alike.
+            let _ = index.stats(q);
+        }
+        started.elapsed().as_secs_f64() * 1e6 / queries.len().max(1) as f64
+    };
+    let (cold, warm) = (per_query(&index), per_query(&index));
+    let mut ids = Vec::new();
+    let mut n = 0u64;
+    crate::direct::for_each_document(corpus, |line| {
+        n += 1;
+        if n.is_multiple_of(10) {
+            let doc: serde_json::Value = serde_json::from_str(&line)?;
+            ids.push(doc["id"].as_str().unwrap_or_default().to_string());
+        }
+        Ok(())
+    })?;
+    index.delete_batch(0, 0, &ids)?;
+    index.commit()?;
+    let (deleted_cold, deleted_warm) = (per_query(&index), per_query(&index));
+    // Searches still run on it: a tenth deleted, as a check that the index is what it says.
+    let found = index.search("*", 0, 0, None, &Interrupt::never())?;
+    anyhow::ensure!(
+        found.total_hits + ids.len() as u64 >= docs,
+        "deletes lost documents"
+    );
+    Ok(LiveCost {
+        docs,
+        index_ms,
+        snapshot_ms,
+        snapshot_deleted_ms: median_snapshot_ms(&index)?,
+        stats_us: [cold, warm, deleted_cold, deleted_warm],
+    })
+}
+
+/// Median of 5: the live statistics of every segment of `index` computed from scratch.
+fn median_snapshot_ms(index: &fanout_leaf::ShardIndex) -> anyhow::Result<f64> {
+    let tantivy = index.tantivy_index();
+    let searcher = tantivy.reader()?.searcher();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        Snapshot::new(0, searcher.clone(), &tantivy.schema(), None)?;
+        runs.push(ms(started.elapsed()));
+    }
+    runs.sort_by(f64::total_cmp);
+    Ok(runs[2])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl std::fmt::Display for LiveCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "live statistics, in process, {} documents: indexing and commit {:.0} ms; every segment's live statistics from scratch {:.1} ms ({:.2}% of indexing), {:.1} ms with a tenth deleted",
+            self.docs,
+            self.index_ms,
+            self.snapshot_ms,
+            100.0 * self.snapshot_ms / self.index_ms,
+            self.snapshot_deleted_ms
+        )?;
+        let [cold, warm, deleted_cold, deleted_warm] = self.stats_us;
+        writeln!(
+            f,
+            "statistics per query: no deletes {cold:.1} µs cold, {warm:.1} µs warm; a tenth deleted {deleted_cold:.1} µs cold (postings walked), {deleted_warm:.1} µs warm (cached)"
+        )
+    }
 }
