@@ -89,6 +89,9 @@ struct Writer {
     wal: Option<Wal>,
     /// Ids added since the last commit, which the reader does not see yet.
     pending_ids: HashSet<String>,
+    /// The opstamp of the last durable commit, which searches may not see yet if showing it
+    /// to them failed.
+    committed: u64,
 }
 
 /// What a commit would publish now.
@@ -233,6 +236,7 @@ impl ShardIndex {
                 writer,
                 wal: None,
                 pending_ids: HashSet::new(),
+                committed: generation,
             }),
             uncommitted_ops: AtomicU64::new(0),
             uncommitted_log_bytes: AtomicU64::new(0),
@@ -405,13 +409,20 @@ impl ShardIndex {
     pub fn commit(&self) -> Result<u64, LeafError> {
         let mut state = self.writer.lock().expect("writer lock poisoned");
         if self.uncommitted_ops.load(Ordering::Acquire) == 0 {
-            return Ok(self.generation());
+            // Nothing new, but a commit whose publication failed is shown now.
+            if self.generation() != state.committed {
+                self.publish(state.committed)?;
+                state.pending_ids.clear();
+            }
+            return Ok(state.committed);
         }
         let Writer { writer, wal, .. } = &mut *state;
         let wal_seq = wal.as_ref().map_or(0, Wal::last_seq);
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&serde_json::json!({ PAYLOAD_WAL_SEQ: wal_seq }).to_string());
         let opstamp = prepared.commit()?;
+        state.committed = opstamp;
+        let Writer { wal, .. } = &mut *state;
         if let Some(wal) = wal.as_mut() {
             wal.checkpoint(wal_seq)?;
         }

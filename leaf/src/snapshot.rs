@@ -13,9 +13,11 @@
 //!   each document (its fieldnorm). That is the exact token count for values of up to 40
 //!   tokens, and the length BM25 already uses per document for longer ones. Tantivy's own
 //!   total is exact for fresh segments but estimated from fieldnorms after a merge that drops
-//!   deleted documents, so using it would make the total depend on the merge history;
+//!   deleted documents, so using it would make the total depend on the merge history. A field
+//!   without fieldnorms (numbers, dates, booleans) is read by BM25 as length 1 in every
+//!   document, so its total is the live document count, and its average length 1;
 //! - a term's documents: its postings, less the deleted documents. Only segments with deletes
-//!   need the walk; its result is cached per segment and term.
+//!   need the walk; the counts of frequent terms are cached per segment.
 //!
 //! A segment's statistics are computed once: segments never change, and the deletes of one are
 //! only ever added to, so (segment id, deleted count) names its live documents exactly.
@@ -25,12 +27,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tantivy::index::SegmentId;
 use tantivy::query::Bm25StatisticsProvider;
-use tantivy::schema::{Field, FieldType, IndexRecordOption, Schema};
+use tantivy::schema::{Field, IndexRecordOption, Schema};
 use tantivy::{DocSet, Searcher, SegmentReader, Term, TERMINATED};
 
-/// Terms whose live document frequency a segment remembers; past this it starts over, so that
-/// a stream of queries with ever new terms cannot grow the cache without bound.
-const MAX_CACHED_TERMS: usize = 100_000;
+/// Bytes of terms whose live document frequency a segment remembers; past this it starts over,
+/// so that a stream of queries with ever new terms cannot grow the cache without bound.
+const MAX_CACHED_TERM_BYTES: usize = 4 << 20;
+
+/// Terms in fewer documents than this are counted afresh each time: walking a short posting
+/// list costs about what a cache lookup does, and keeping them out of the cache means junk
+/// terms cannot flush the counts that are worth keeping.
+const MIN_CACHED_DOC_FREQ: u32 = 256;
 
 /// A consistent view for searches: the searcher, its generation, and its live statistics.
 pub struct Snapshot {
@@ -48,8 +55,9 @@ struct SegmentLive {
     deleted: u32,
     /// Tokens of live documents per indexed text field, by field.
     tokens: HashMap<Field, u64>,
-    /// Live documents per term, for a segment with deletes; filled as queries ask.
-    doc_freqs: Mutex<HashMap<Term, u64>>,
+    /// Live documents per frequent term, for a segment with deletes, and the bytes of the
+    /// terms held; filled as queries ask.
+    doc_freqs: Mutex<(HashMap<Term, u64>, usize)>,
 }
 
 impl Snapshot {
@@ -90,7 +98,7 @@ impl SegmentLive {
     fn new(reader: &SegmentReader, schema: &Schema) -> tantivy::Result<Self> {
         let mut tokens = HashMap::new();
         for (field, entry) in schema.fields() {
-            if matches!(entry.field_type(), FieldType::Str(_)) && entry.is_indexed() {
+            if entry.is_indexed() {
                 tokens.insert(field, live_tokens(reader, field)?);
             }
         }
@@ -98,48 +106,63 @@ impl SegmentLive {
             id: reader.segment_id(),
             deleted: reader.num_deleted_docs(),
             tokens,
-            doc_freqs: Mutex::new(HashMap::new()),
+            doc_freqs: Mutex::new((HashMap::new(), 0)),
         })
     }
 
     fn doc_freq(&self, reader: &SegmentReader, term: &Term) -> tantivy::Result<u64> {
+        let index = reader.inverted_index(term.field())?;
+        let Some(info) = index.get_term_info(term)? else {
+            return Ok(0);
+        };
         let Some(alive) = reader.alive_bitset() else {
             // Without deletes the dictionary's count is exact: a merge writes live documents
             // only.
-            return Ok(reader.inverted_index(term.field())?.doc_freq(term)?.into());
+            return Ok(info.doc_freq.into());
         };
-        // A panic while holding this lock leaves a cache of correct counts.
-        let mut cache = self
-            .doc_freqs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(&df) = cache.get(term) {
-            return Ok(df);
-        }
-        let mut live = 0u64;
-        let index = reader.inverted_index(term.field())?;
-        if let Some(mut postings) = index.read_postings(term, IndexRecordOption::Basic)? {
-            let mut doc = postings.doc();
-            while doc != TERMINATED {
-                live += u64::from(alive.is_alive(doc));
-                doc = postings.advance();
+        let cached = info.doc_freq >= MIN_CACHED_DOC_FREQ;
+        if cached {
+            if let Some(&df) = self.lock_doc_freqs().0.get(term) {
+                return Ok(df);
             }
         }
-        if cache.len() >= MAX_CACHED_TERMS {
-            cache.clear();
+        // The walk runs without the lock: searches of other terms need not wait for it.
+        let mut postings = index.read_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+        let mut live = 0u64;
+        let mut doc = postings.doc();
+        while doc != TERMINATED {
+            live += u64::from(alive.is_alive(doc));
+            doc = postings.advance();
         }
-        cache.insert(term.clone(), live);
+        if cached {
+            let mut guard = self.lock_doc_freqs();
+            let (terms, bytes) = &mut *guard;
+            let size = 4 + term.serialized_value_bytes().len();
+            if *bytes + size > MAX_CACHED_TERM_BYTES {
+                terms.clear();
+                *bytes = 0;
+            }
+            if terms.insert(term.clone(), live).is_none() {
+                *bytes += size;
+            }
+        }
         Ok(live)
+    }
+
+    fn lock_doc_freqs(&self) -> std::sync::MutexGuard<'_, (HashMap<Term, u64>, usize)> {
+        // A panic while holding this lock leaves a cache of correct counts.
+        self.doc_freqs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// The tokens of `field` over the live documents of a segment: the sum of their fieldnorms,
 /// counted per fieldnorm code (256 of them) rather than looked up per document. Without
-/// fieldnorms (a field indexed without them) only tantivy's total is known, deleted
-/// documents included.
+/// fieldnorms BM25 reads every document's length as 1, so the total is the live documents.
 fn live_tokens(reader: &SegmentReader, field: Field) -> tantivy::Result<u64> {
     let Some(norms) = reader.fieldnorms_readers().get_field(field)? else {
-        return Ok(reader.inverted_index(field)?.total_num_tokens());
+        return Ok(reader.num_docs().into());
     };
     let mut per_code = [0u64; 256];
     for doc in reader.doc_ids_alive() {
@@ -177,7 +200,8 @@ impl Bm25StatisticsProvider for LiveStats<'_> {
         for (reader, live) in self.segments() {
             total += match live.tokens.get(&field) {
                 Some(&tokens) => tokens,
-                None => reader.inverted_index(field)?.total_num_tokens(),
+                // Not an indexed field: nothing scores on it.
+                None => u64::from(reader.num_docs()),
             };
         }
         Ok(total)

@@ -1,4 +1,4 @@
-use tantivy::schema::{STRING, TEXT};
+use tantivy::schema::{INDEXED, STRING, TEXT};
 use tantivy::{doc, Index, IndexWriter, TantivyDocument};
 
 use super::*;
@@ -8,6 +8,7 @@ struct Corpus {
     id: Field,
     title: Field,
     body: Field,
+    year: Field,
 }
 
 impl Corpus {
@@ -16,11 +17,14 @@ impl Corpus {
         let id = builder.add_text_field("id", STRING);
         let title = builder.add_text_field("title", TEXT);
         let body = builder.add_text_field("body", TEXT);
+        // A number: no fieldnorms, scored by BM25 all the same.
+        let year = builder.add_i64_field("year", INDEXED);
         Self {
             index: Index::create_in_ram(builder.build()),
             id,
             title,
             body,
+            year,
         }
     }
 
@@ -39,6 +43,7 @@ impl Corpus {
             self.id => format!("d{n}"),
             self.title => format!("title {} {}", ["red", "green", "blue"][(n % 3) as usize], version),
             self.body => body,
+            self.year => i64::from(1990 + n % 5),
         )
     }
 
@@ -55,16 +60,18 @@ impl Corpus {
         for t in ["apple", "pear", "fig", "plum", "absent"] {
             terms.push(Term::from_field_text(self.body, t));
         }
+        for year in 1990..1996 {
+            terms.push(Term::from_field_i64(self.year, year));
+        }
         terms
     }
 }
 
 /// What BM25 would read: documents, tokens per field, and each term's documents.
-fn statistics(corpus: &Corpus, stats: &dyn Bm25StatisticsProvider) -> (u64, u64, u64, Vec<u64>) {
+fn statistics(corpus: &Corpus, stats: &dyn Bm25StatisticsProvider) -> (u64, [u64; 3], Vec<u64>) {
     (
         stats.total_num_docs().unwrap(),
-        stats.total_num_tokens(corpus.title).unwrap(),
-        stats.total_num_tokens(corpus.body).unwrap(),
+        [corpus.title, corpus.body, corpus.year].map(|f| stats.total_num_tokens(f).unwrap()),
         corpus
             .terms()
             .iter()

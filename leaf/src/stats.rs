@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use tantivy::query::{Bm25StatisticsProvider, Query};
-use tantivy::schema::{Field, FieldType, Schema};
+use tantivy::schema::{Field, Schema};
 use tantivy::Term;
 
 /// What BM25 needs to know about a corpus: a shard's, or every shard's summed. Ordered maps,
@@ -53,7 +53,9 @@ pub fn shard_stats(
         ..CorpusStats::default()
     };
     for (field, entry) in schema.fields() {
-        if matches!(entry.field_type(), FieldType::Str(_)) && entry.is_indexed() {
+        // Every indexed field, not only text: tantivy scores a term on a number or a date
+        // with BM25 too, and its average length must be the cluster's.
+        if entry.is_indexed() {
             let tokens = live.total_num_tokens(field)?;
             stats.fields.insert(entry.name().to_string(), tokens);
         }

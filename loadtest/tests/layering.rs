@@ -59,6 +59,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "choose",
             "scatter",
             "stats",
+            "gather",
             "health",
             "discovery",
             "search",

@@ -183,6 +183,9 @@ pub struct Cluster {
     pub search_seconds: metrics::Histogram,
     /// Searches run a second time because a shard had committed since their statistics.
     pub rescored: metrics::Counter,
+    /// Second rounds allowed: one per ten searches with the cluster's statistics on average,
+    /// twenty in a burst, so that a stream of commits cannot double the cluster's load.
+    pub rescore_budget: HedgeBudget,
 }
 
 impl Cluster {
@@ -202,6 +205,7 @@ impl Cluster {
             partial_responses: metrics::counter!("fanout_root_partial_responses_total"),
             search_seconds: metrics::histogram!("fanout_root_search_seconds"),
             rescored: metrics::counter!("fanout_root_rescored_searches_total"),
+            rescore_budget: HedgeBudget::with_rate(0.1, 20.0),
         }
     }
 

@@ -120,10 +120,15 @@ pub struct HedgeBudget {
 impl HedgeBudget {
     /// A full budget.
     pub fn new(policy: &HedgePolicy) -> Self {
+        Self::with_rate(policy.budget_ratio, policy.budget_burst)
+    }
+
+    /// A full budget of `burst` tokens, earning `ratio` of one per deposit.
+    pub fn with_rate(ratio: f64, burst: f64) -> Self {
         Self {
-            ratio: policy.budget_ratio,
-            burst: policy.budget_burst,
-            balance: Mutex::new(policy.budget_burst),
+            ratio,
+            burst,
+            balance: Mutex::new(burst),
         }
     }
 

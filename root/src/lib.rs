@@ -23,6 +23,7 @@
 //! 3. Mechanisms:
 //!    - [`scatter`]: fan-out to every shard: hedges, retries, the deadline;
 //!    - [`stats`]: fetching cluster-wide BM25 statistics for a query;
+//!    - [`gather`]: one round of a search, and a second when a commit made its statistics stale;
 //!    - [`health`]: the background health prober and readiness;
 //!    - [`discovery`]: each shard's replicas from DNS, re-resolved on an interval.
 //! 4. The API:
@@ -40,6 +41,7 @@ pub mod config;
 pub mod cursor;
 pub mod discovery;
 pub mod error;
+pub mod gather;
 pub mod health;
 pub mod hedge;
 pub mod http_limits;

@@ -28,7 +28,7 @@ use crate::cluster::{Cluster, Replica, ReplicaSet};
 use crate::config::RootConfig;
 use crate::metrics::AttemptKind;
 use crate::replica::ReplicaState;
-use crate::stats_cache::StatsCache;
+use crate::stats_cache::Source;
 
 /// How an attempt ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -79,10 +79,11 @@ pub struct ScatterOptions<'a> {
     /// a broken connection is retried like any failure (see [`crate::quarantine::KnownGood`]).
     /// Shards past the end are not.
     pub proven: &'a [bool],
-    /// With global statistics: the cache they came from. Each attempt tells its replica the
-    /// generation of it the cache last saw, so that a replica that committed since answers
-    /// with its new statistics (see `stats_generation` in the contract).
-    pub generations: Option<&'a StatsCache>,
+    /// With global statistics: per shard, the replica and generation its part came from.
+    /// An attempt to that replica carries the generation, and one to any other replica none,
+    /// so that a replica not on the statistics' generation answers with its own (see
+    /// `stats_generation` in the contract). Empty without global statistics.
+    pub sources: &'a [Source],
 }
 
 /// Sends `request` to every shard and gathers what arrives by `deadline`, in shard order.
@@ -146,7 +147,7 @@ struct Attempts<'a> {
     /// The shard's membership when the request started.
     replicas: &'a [Arc<Replica>],
     request: &'a pb::SearchRequest,
-    generations: Option<&'a StatsCache>,
+    sources: &'a [Source],
     deadline: Instant,
     tried: Vec<bool>,
     reports: Vec<AttemptReport>,
@@ -174,11 +175,10 @@ impl<'a> Attempts<'a> {
         self.sent.push((index, Instant::now()));
         self.set.metrics.requests[kind as usize].increment(1);
         let mut request = self.request.clone();
-        if request.global_stats.is_some() {
-            request.stats_generation = self
-                .generations
-                .and_then(|cache| cache.generation(self.set.shard, &replica.name));
-        }
+        request.stats_generation = match self.sources.get(self.set.shard as usize) {
+            Some(Some((source, generation))) if *source == replica.name => Some(*generation),
+            _ => None,
+        };
         self.in_flight
             .push(Box::pin(attempt(replica, request, self.deadline, slot)));
         true
@@ -305,7 +305,7 @@ pub async fn search_shard(
         tried: vec![false; replicas.len()],
         replicas: &replicas,
         request,
-        generations: options.generations,
+        sources: options.sources,
         deadline,
         reports: Vec::new(),
         sent: Vec::new(),

@@ -46,12 +46,12 @@ fn hedge_after(delay: Duration) -> RootConfig {
 const HEDGE: ScatterOptions = ScatterOptions {
     hedge: true,
     proven: &[],
-    generations: None,
+    sources: &[],
 };
 const NO_HEDGE: ScatterOptions = ScatterOptions {
     hedge: false,
     proven: &[],
-    generations: None,
+    sources: &[],
 };
 
 async fn one(
@@ -337,7 +337,7 @@ async fn a_connection_broken_under_a_proven_query_is_retried_like_any_failure() 
     let proven = ScatterOptions {
         hedge: false,
         proven: &[true],
-        generations: None,
+        sources: &[],
     };
     for _ in 0..20 {
         let (out, _) = one(&cluster, &config, ms(1_000), proven).await;

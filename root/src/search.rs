@@ -13,11 +13,11 @@ use crate::config::RootConfig;
 use crate::config::StatsMode;
 use crate::cursor;
 use crate::error::ApiError;
+use crate::gather::{Round, ShardDetail, ShardFailure};
 use crate::merge::{merge_top_k, ShardHit};
-use crate::metrics::AttemptKind;
 use crate::quarantine;
-use crate::scatter::{scatter, AttemptOutcome, AttemptReport, ScatterOptions, ShardOutcome};
 use crate::stats::{cluster_stats, StatsSource};
+use crate::stats_cache::Sums;
 
 /// A search as the HTTP API takes it, from the query string or a JSON body.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -196,50 +196,6 @@ pub struct ShardsSummary {
     pub details: Vec<ShardDetail>,
 }
 
-/// How one shard was answered.
-#[derive(Debug, Serialize)]
-pub struct ShardDetail {
-    /// The shard.
-    pub shard: ShardId,
-    /// The replica whose answer was used, if any.
-    pub replica: Option<String>,
-    /// Requests sent to the shard's replicas (1 unless hedged or retried).
-    pub requests: usize,
-    /// Whether a hedge was sent.
-    pub hedged: bool,
-    /// Whether a retry was sent.
-    pub retried: bool,
-    /// Which attempt's answer was used: `primary`, `hedge` or `retry`.
-    pub won: Option<AttemptKind>,
-    /// Every attempt, with `debug=true`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempts: Option<Vec<AttemptReport>>,
-}
-
-impl ShardDetail {
-    fn new(shard: ShardId, attempts: Vec<AttemptReport>, debug: bool) -> Self {
-        let winner = attempts.iter().find(|a| a.outcome == AttemptOutcome::Won);
-        Self {
-            shard,
-            replica: winner.map(|a| a.replica.clone()),
-            requests: attempts.len(),
-            hedged: attempts.iter().any(|a| a.kind == AttemptKind::Hedge),
-            retried: attempts.iter().any(|a| a.kind == AttemptKind::Retry),
-            won: winner.map(|a| a.kind),
-            attempts: debug.then_some(attempts),
-        }
-    }
-}
-
-/// A shard that contributed nothing, and why.
-#[derive(Debug, Serialize)]
-pub struct ShardFailure {
-    /// The shard.
-    pub shard: ShardId,
-    /// Why it did not answer.
-    pub reason: String,
-}
-
 /// Runs a validated search over the cluster: refuse a quarantined query, learn the
 /// statistics to score with, scatter, gather what came back, merge the page.
 pub async fn search(
@@ -267,30 +223,34 @@ pub async fn search(
     let proven: Vec<bool> = (0..cluster.shards().len() as ShardId)
         .map(|shard| run.is_some_and(|run| cluster.known_good.contains(run, shard)))
         .collect();
-    let (global_stats, stats_source) =
-        scoring_stats(cluster, plan, deadline, &proven, fingerprint).await?;
+    let (sums, stats_source) = scoring_stats(cluster, plan, deadline, &proven, fingerprint).await?;
     let stats_us = plan.debug.then(|| started.elapsed().as_micros() as u64);
     let request = pb::SearchRequest {
         query: plan.query.clone(),
         size: window as u32,
         from: 0,
         timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
-        global_stats,
+        global_stats: sums.as_ref().map(|s| s.stats.clone()),
         search_after: plan.after.clone(),
         stats_generation: None,
     };
     let round = Round {
         cluster,
         config,
-        plan,
+        query: &plan.query,
+        hedge: plan.hedge,
+        debug: plan.debug,
         run,
         deadline,
     };
     let scattered = Instant::now();
-    let gathered = round.run(&request, &proven).await;
+    let gathered = round.run(&request, sums.as_ref(), deadline).await;
     let (gathered, stats_source) = match stats_source {
         StatsSource::Shard => (gathered, StatsSource::Shard),
-        source => round.freshen(&request, gathered, source, scattered).await,
+        source => {
+            cluster.rescore_budget.deposit();
+            round.freshen(&request, gathered, source, scattered).await
+        }
     };
     let answered = gathered.into_answer(cluster.shards().len(), plan.allow_partial)?;
     if !answered.failed.is_empty() {
@@ -327,7 +287,7 @@ async fn scoring_stats(
     deadline: Instant,
     proven: &[bool],
     fingerprint: u64,
-) -> Result<(Option<pb::CorpusStats>, StatsSource), ApiError> {
+) -> Result<(Option<Sums>, StatsSource), ApiError> {
     match plan.stats {
         StatsMode::Shard => Ok((None, StatsSource::Shard)),
         StatsMode::Global => cluster_stats(cluster, &plan.query, deadline, proven)
@@ -340,221 +300,6 @@ async fn scoring_stats(
                 }
                 other => ApiError::Unavailable(other.to_string()),
             }),
-    }
-}
-
-/// One scatter and gather of a search, and what it takes to run it again.
-struct Round<'a> {
-    cluster: &'a Cluster,
-    config: &'a RootConfig,
-    plan: &'a SearchPlan,
-    run: Option<quarantine::Run>,
-    deadline: Instant,
-}
-
-impl Round<'_> {
-    /// Sends `request` to every shard and gathers the answers; quarantines the query if a
-    /// connection broke under it.
-    async fn run(&self, request: &pb::SearchRequest, proven: &[bool]) -> Gathered {
-        let options = ScatterOptions {
-            hedge: self.plan.hedge,
-            proven,
-            generations: request
-                .global_stats
-                .is_some()
-                .then_some(&self.cluster.stats),
-        };
-        let outcomes = scatter(self.cluster, self.config, request, self.deadline, options).await;
-        let gathered = Gathered::from_outcomes(
-            self.cluster,
-            &self.plan.query,
-            self.run,
-            proven,
-            outcomes,
-            self.plan.debug,
-        );
-        if gathered.lost_connection {
-            let fingerprint = quarantine::fingerprint(&self.plan.query);
-            self.cluster.quarantine.add(fingerprint);
-        }
-        gathered
-    }
-
-    /// Scores from the cluster's statistics are exact only if no shard committed since they
-    /// were learnt. A shard that did sends its new statistics with its answer; if that changed
-    /// the sums, the query runs once more with the new ones, when every shard answered the
-    /// first time and the time left allows a second round twice as long as the first.
-    /// Otherwise the first answer stands, labelled stale; so does a second round that fails
-    /// anywhere: a complete answer scored a commit ago beats a partial one.
-    async fn freshen(
-        &self,
-        request: &pb::SearchRequest,
-        first: Gathered,
-        source: StatsSource,
-        scattered: Instant,
-    ) -> (Gathered, StatsSource) {
-        if !first.revealed {
-            return (first, source);
-        }
-        let current = self.cluster.stats.lookup(&self.plan.query);
-        if current == request.global_stats {
-            // The commit left this query's statistics as they were.
-            return (first, source);
-        }
-        let first_round = scattered.elapsed();
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let Some(current) = current.filter(|_| first.complete() && left >= first_round * 2) else {
-            return (first, StatsSource::Stale);
-        };
-        self.cluster.rescored.increment(1);
-        let again = pb::SearchRequest {
-            global_stats: Some(current.clone()),
-            ..request.clone()
-        };
-        let proven: Vec<bool> = (0..self.cluster.shards().len() as ShardId)
-            .map(|shard| {
-                self.run
-                    .is_some_and(|run| self.cluster.known_good.contains(run, shard))
-            })
-            .collect();
-        let second = self.run(&again, &proven).await;
-        if !second.complete() {
-            return (first, StatsSource::Stale);
-        }
-        let label = if second.revealed
-            && self.cluster.stats.lookup(&self.plan.query).as_ref() != Some(&current)
-        {
-            StatsSource::Stale
-        } else {
-            StatsSource::Rescored
-        };
-        (second, label)
-    }
-}
-
-/// What the shards' outcomes add up to, before the page is merged.
-struct Gathered {
-    partials: Vec<Vec<ShardHit<String>>>,
-    total_hits: u64,
-    failed: Vec<ShardFailure>,
-    details: Vec<ShardDetail>,
-    timed_out: bool,
-    /// A replica's connection broke under a query not known to be harmless there.
-    lost_connection: bool,
-    /// A shard's parser refused the query: the same on every shard, so it is the answer.
-    bad_request: Option<String>,
-    /// A replica answered from another generation than the root last saw from it, or sent its
-    /// statistics because the root's were from another generation: the statistics the search
-    /// was scored with may be a commit old.
-    revealed: bool,
-}
-
-impl Gathered {
-    fn from_outcomes(
-        cluster: &Cluster,
-        query: &str,
-        run: Option<quarantine::Run>,
-        proven: &[bool],
-        outcomes: Vec<ShardOutcome>,
-        debug: bool,
-    ) -> Self {
-        let mut gathered = Gathered {
-            partials: Vec::with_capacity(outcomes.len()),
-            total_hits: 0,
-            failed: Vec::new(),
-            details: Vec::with_capacity(outcomes.len()),
-            timed_out: false,
-            lost_connection: false,
-            bad_request: None,
-            revealed: false,
-        };
-        for outcome in outcomes {
-            let shard = outcome.shard;
-            gathered
-                .details
-                .push(ShardDetail::new(shard, outcome.attempts, debug));
-            let failure = match outcome.result {
-                Ok((replica, mut response)) => {
-                    if let Some(run) = run {
-                        cluster.known_good.record(run, shard);
-                    }
-                    // A new generation means the shard changed: its statistics must be read
-                    // again, and an answer that says so carries them.
-                    gathered.revealed |=
-                        cluster.stats.observe(shard, &replica, response.generation);
-                    if let Some(stats) = response.shard_stats.take() {
-                        gathered.revealed = true;
-                        let answer = pb::StatsResponse {
-                            shard,
-                            replica: response.replica.clone(),
-                            generation: response.generation,
-                            stats: Some(stats),
-                        };
-                        cluster.stats.absorb(query, &replica, &answer);
-                    }
-                    gathered.total_hits += response.total_hits;
-                    gathered.partials.push(
-                        response
-                            .hits
-                            .into_iter()
-                            .map(|h| ShardHit {
-                                id: h.id,
-                                score: h.score,
-                                shard,
-                                fields: h.fields_json,
-                            })
-                            .collect(),
-                    );
-                    continue;
-                }
-                Err(ShardError::InvalidArgument(message)) => {
-                    gathered.bad_request = Some(message);
-                    continue;
-                }
-                Err(e) => e,
-            };
-            gathered.timed_out |= failure == ShardError::Timeout;
-            // A query that ran here before did not break the replica (see `quarantine`).
-            if matches!(failure, ShardError::ConnectionLost(_)) && !proven[shard as usize] {
-                gathered.lost_connection = true;
-            }
-            gathered.failed.push(ShardFailure {
-                shard,
-                reason: failure.to_string(),
-            });
-        }
-        gathered
-    }
-
-    /// Whether every shard answered.
-    fn complete(&self) -> bool {
-        self.failed.is_empty() && self.bad_request.is_none()
-    }
-
-    /// The answer these outcomes allow: a parser's refusal, an error when too few shards
-    /// answered, or what to merge.
-    fn into_answer(self, total: usize, allow_partial: bool) -> Result<Self, ApiError> {
-        if let Some(message) = self.bad_request {
-            return Err(ApiError::BadRequest(message));
-        }
-        if self.failed.len() == total || (!allow_partial && !self.failed.is_empty()) {
-            let reasons: Vec<String> = self
-                .failed
-                .iter()
-                .map(|f| format!("shard {}: {}", f.shard, f.reason))
-                .collect();
-            let message = format!(
-                "{} of {total} shards did not answer ({})",
-                self.failed.len(),
-                reasons.join("; ")
-            );
-            return Err(if self.timed_out {
-                ApiError::GatewayTimeout(message)
-            } else {
-                ApiError::Unavailable(message)
-            });
-        }
-        Ok(self)
     }
 }
 

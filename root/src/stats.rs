@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::choose::choose;
 use crate::client::ShardError;
 use crate::cluster::{Cluster, ReplicaSet};
+use crate::stats_cache::Sums;
 
 /// Where a search's global statistics came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,24 +45,30 @@ pub async fn cluster_stats(
     query: &str,
     deadline: Instant,
     proven: &[bool],
-) -> Result<(Option<pb::CorpusStats>, StatsSource), ShardError> {
-    if let Some(stats) = cluster.stats.lookup(query) {
-        return Ok((Some(stats), StatsSource::Cached));
+) -> Result<(Option<Sums>, StatsSource), ShardError> {
+    if let Some(sums) = cluster.stats.lookup(query) {
+        return Ok((Some(sums), StatsSource::Cached));
     }
     let now = Instant::now();
     let stats_deadline = now + deadline.saturating_duration_since(now) / 4;
     let asks = cluster.shards().iter().map(|set| {
         let proven = proven.get(set.shard as usize).copied().unwrap_or(false);
+        let source = cluster.stats.source(set.shard).map(|(replica, _)| replica);
         async move {
-            (
-                proven,
-                shard_stats(set, query, stats_deadline, proven).await,
-            )
+            let answer = shard_stats(set, query, stats_deadline, proven, source.as_deref()).await;
+            (proven, answer)
         }
     });
     for (proven, answer) in futures::future::join_all(asks).await {
         match answer {
-            Ok((replica, response)) => cluster.stats.absorb(query, &replica, &response),
+            Ok((replica, response)) => {
+                if let Some(stats) = &response.stats {
+                    let (shard, generation) = (response.shard, response.generation);
+                    cluster
+                        .stats
+                        .absorb(query, &replica, generation, shard, stats);
+                }
+            }
             // A bad query, or one that may have killed a replica: the search must not go on.
             Err(e) if !e.is_retryable(proven) => return Err(e),
             // The search itself will report the shard if it is really gone.
@@ -74,16 +81,26 @@ pub async fn cluster_stats(
     })
 }
 
+/// One shard's statistics, from `source` (the replica the cached ones came from) first if it
+/// is available, so that the cache keeps one source rather than swapping between replicas.
 async fn shard_stats(
     set: &ReplicaSet,
     query: &str,
     deadline: Instant,
     proven: bool,
+    source: Option<&str>,
 ) -> Result<(String, pb::StatsResponse), ShardError> {
     let replicas = set.replicas();
     let mut tried = vec![false; replicas.len()];
     let mut last = ShardError::Unavailable("no replica".into());
-    while let Some(slot) = choose(&replicas, &tried) {
+    let first = replicas
+        .iter()
+        .position(|r| Some(r.name.as_str()) == source && r.state.is_available());
+    let next = |tried: &[bool]| match first {
+        Some(slot) if !tried[slot] => Some(slot),
+        _ => choose(&replicas, tried),
+    };
+    while let Some(slot) = next(&tried) {
         // A silent replica may keep only its share of the time from the others.
         let untried = tried.iter().filter(|t| !**t).count() as u32;
         tried[slot] = true;

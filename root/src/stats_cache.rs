@@ -1,10 +1,13 @@
 //! The statistics a root has learned from its shards, per shard and per term, summed on
 //! demand for a query.
 //!
-//! Validity: a shard's statistics are good until one of its replicas reports a generation other
-//! than the one the cache last saw from it (leaves report their generation on every answer),
-//! which means a commit changed what the shard holds. Statistics of a shard come from one of its
-//! replicas at a time and are never added up over replicas.
+//! Source: a shard's statistics all come from one replica at one generation, its source, so
+//! that a sum never mixes two replicas' figures or two commits of one. A search that sends the
+//! sums tells the source replica the generation they came from and the other replicas nothing;
+//! a leaf that is not on that generation, or not told one, answers with its own statistics
+//! (see the contract's generation handshake), which [`StatsCache::absorb`] takes in: figures
+//! that agree with the cached ones change nothing, and any that differ replace the shard's
+//! statistics and make the answering replica the source.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +19,18 @@ use fanout_proto::{pb, ShardId};
 /// Bounds on what the cache holds; past them it starts over (cheaply refilled).
 const MAX_QUERIES: usize = 100_000;
 const MAX_TERMS_PER_SHARD: usize = 1_000_000;
+
+/// Where a shard's statistics came from: the root's name of the replica, and its generation.
+pub type Source = Option<(String, u64)>;
+
+/// The cluster's statistics for a query, and per shard where its part came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sums {
+    /// The sums, as a search sends them.
+    pub stats: pb::CorpusStats,
+    /// Per shard, by shard id: the source of its part (`None` for a shard left out).
+    pub sources: Vec<Source>,
+}
 
 /// The statistics a root has learned from its shards.
 pub struct StatsCache {
@@ -30,28 +45,36 @@ struct Inner {
 
 #[derive(Default)]
 struct ShardStats {
+    /// The replica and generation everything below was read from.
+    source: Source,
     /// Documents and per-field token totals, once known.
     base: Option<(u64, Vec<(String, u64)>)>,
     terms: HashMap<Vec<u8>, u64>,
-    /// The last generation seen from each replica.
-    generations: HashMap<String, u64>,
 }
 
 impl ShardStats {
-    /// Records a replica's generation; forgets the statistics if it changed. Called on every
-    /// search answer, so the usual case (a generation seen before) allocates nothing.
-    fn observe(&mut self, replica: &str, generation: u64) -> bool {
-        let Some(known) = self.generations.get_mut(replica) else {
-            self.generations.insert(replica.to_string(), generation);
-            return false;
-        };
-        if *known == generation {
-            return false;
-        }
-        *known = generation;
+    fn clear(&mut self, source: Source) {
+        self.source = source;
         self.base = None;
         self.terms.clear();
-        true
+    }
+
+    /// Whether `stats` says nothing the cache contradicts: the same documents and field
+    /// totals, and the same count for every term both know.
+    fn agrees(&self, stats: &pb::CorpusStats) -> bool {
+        let Some((num_docs, fields)) = &self.base else {
+            return false;
+        };
+        *num_docs == stats.num_docs
+            && fields.len() == stats.fields.len()
+            && stats
+                .fields
+                .iter()
+                .all(|f| fields.contains(&(f.field.clone(), f.total_tokens)))
+            && stats
+                .terms
+                .iter()
+                .all(|t| self.terms.get(&t.term).is_none_or(|&df| df == t.doc_freq))
     }
 }
 
@@ -67,7 +90,7 @@ impl StatsCache {
     }
 
     /// The cluster's statistics for `query`, if every shard's are known.
-    pub fn lookup(&self, query: &str) -> Option<pb::CorpusStats> {
+    pub fn lookup(&self, query: &str) -> Option<Sums> {
         let inner = self.inner.lock();
         let mut sum = Sum::new(inner.query_terms.get(query)?);
         for shard in &inner.shards {
@@ -75,82 +98,107 @@ impl StatsCache {
                 return None;
             }
         }
-        Some(sum.into_pb())
+        Some(sum.into_sums())
     }
 
     /// The sum over the shards whose statistics for `query` are known (for when a shard could
     /// not be asked), or `None` if no shard's are.
-    pub fn sum_known(&self, query: &str) -> Option<pb::CorpusStats> {
+    pub fn sum_known(&self, query: &str) -> Option<Sums> {
         let inner = self.inner.lock();
         let mut sum = Sum::new(inner.query_terms.get(query)?);
         let mut any = false;
         for shard in &inner.shards {
             any |= sum.add(shard);
         }
-        any.then(|| sum.into_pb())
+        any.then(|| sum.into_sums())
     }
 
-    /// Takes in a shard's `Stats` answer for `query` from `replica` (the root's name for it).
-    pub fn absorb(&self, query: &str, replica: &str, response: &pb::StatsResponse) {
-        let Some(stats) = &response.stats else { return };
+    /// The source of `shard`'s statistics, if known.
+    pub fn source(&self, shard: ShardId) -> Source {
+        let inner = self.inner.lock();
+        inner.shards.get(shard as usize)?.source.clone()
+    }
+
+    /// Takes in a shard's statistics for `query`, from `replica` (the root's name for it) at
+    /// `generation`: a `Stats` answer, or those a search answer carried. Returns whether they
+    /// changed what the cache knew: figures from the source replica at another generation (a
+    /// commit there), or from another replica that contradict the cached ones, replace the
+    /// shard's statistics; figures from another replica that agree only fill in terms.
+    pub fn absorb(
+        &self,
+        query: &str,
+        replica: &str,
+        generation: u64,
+        shard: ShardId,
+        stats: &pb::CorpusStats,
+    ) -> bool {
         let mut inner = self.inner.lock();
         if inner.query_terms.len() >= MAX_QUERIES {
             inner.query_terms.clear();
         }
         let terms: Arc<[Vec<u8>]> = stats.terms.iter().map(|t| t.term.clone()).collect();
         inner.query_terms.insert(query.to_string(), terms);
-        let Some(shard) = inner.shards.get_mut(response.shard as usize) else {
-            return;
+        let Some(cached) = inner.shards.get_mut(shard as usize) else {
+            return false;
         };
-        shard.observe(replica, response.generation);
-        if shard.terms.len() >= MAX_TERMS_PER_SHARD {
-            shard.terms.clear();
+        // The source at another generation committed: everything cached from it may be
+        // stale. Another replica is taken at its word only where it disagrees.
+        let changed = match &cached.source {
+            Some((source, known)) if source == replica => *known != generation,
+            Some(_) => !cached.agrees(stats),
+            None => true,
+        };
+        if changed {
+            cached.clear(Some((replica.to_string(), generation)));
+        }
+        if cached.terms.len() >= MAX_TERMS_PER_SHARD {
+            cached.terms.clear();
         }
         let fields = stats
             .fields
             .iter()
             .map(|f| (f.field.clone(), f.total_tokens))
             .collect();
-        shard.base = Some((stats.num_docs, fields));
+        cached.base = Some((stats.num_docs, fields));
         for t in &stats.terms {
-            shard.terms.insert(t.term.clone(), t.doc_freq);
+            cached.terms.insert(t.term.clone(), t.doc_freq);
         }
+        changed
     }
 
-    /// Forgets the generations of replicas that left `shard`, so that membership churn does
-    /// not grow the cache.
+    /// Forgets the statistics of `shard` if their source left it.
     pub fn forget_replicas(&self, shard: ShardId, replicas: &[String]) {
         let mut inner = self.inner.lock();
         if let Some(s) = inner.shards.get_mut(shard as usize) {
-            s.generations.retain(|name, _| !replicas.contains(name));
+            if s.source.as_ref().is_some_and(|(r, _)| replicas.contains(r)) {
+                s.clear(None);
+            }
         }
     }
 
-    /// The generation of `replica` of `shard` last seen, if any.
-    pub fn generation(&self, shard: ShardId, replica: &str) -> Option<u64> {
-        let inner = self.inner.lock();
-        inner
-            .shards
-            .get(shard as usize)?
-            .generations
-            .get(replica)
-            .copied()
-    }
-
-    /// Notes the generation a replica answered a search from. Returns whether that
-    /// invalidated the shard's statistics.
+    /// Notes the generation a replica answered a search from, for an answer that carried no
+    /// statistics. Returns whether it invalidated the shard's statistics: the source replica
+    /// moved to another generation.
     pub fn observe(&self, shard: ShardId, replica: &str, generation: u64) -> bool {
         let mut inner = self.inner.lock();
-        inner
-            .shards
-            .get_mut(shard as usize)
-            .is_some_and(|s| s.observe(replica, generation))
+        let Some(s) = inner.shards.get_mut(shard as usize) else {
+            return false;
+        };
+        let moved = s
+            .source
+            .as_ref()
+            .is_some_and(|(r, g)| r == replica && *g != generation);
+        if moved {
+            s.clear(None);
+        }
+        moved
     }
 }
 
 /// Statistics being summed over shards, for one query's terms (`doc_freqs` by position).
 struct Sum<'a> {
     terms: &'a [Vec<u8>],
+    sources: Vec<Source>,
     num_docs: u64,
     fields: Vec<(String, u64)>,
     doc_freqs: Vec<u64>,
@@ -160,15 +208,18 @@ impl<'a> Sum<'a> {
     fn new(terms: &'a [Vec<u8>]) -> Self {
         Self {
             terms,
+            sources: Vec::new(),
             num_docs: 0,
             fields: Vec::new(),
             doc_freqs: vec![0; terms.len()],
         }
     }
 
-    /// Adds a shard's statistics; false (adding nothing) if any of them is unknown.
+    /// Adds a shard's statistics; false (adding nothing) if any of them is unknown. Sums
+    /// saturate: the figures come from leaves, which a root need not trust to add up.
     fn add(&mut self, shard: &ShardStats) -> bool {
         let Some((num_docs, fields)) = &shard.base else {
+            self.sources.push(None);
             return false;
         };
         let Some(dfs) = self
@@ -177,23 +228,25 @@ impl<'a> Sum<'a> {
             .map(|t| shard.terms.get(t))
             .collect::<Option<Vec<_>>>()
         else {
+            self.sources.push(None);
             return false;
         };
-        self.num_docs += num_docs;
+        self.sources.push(shard.source.clone());
+        self.num_docs = self.num_docs.saturating_add(*num_docs);
         for (field, tokens) in fields {
             match self.fields.iter_mut().find(|(f, _)| f == field) {
-                Some((_, total)) => *total += tokens,
+                Some((_, total)) => *total = total.saturating_add(*tokens),
                 None => self.fields.push((field.clone(), *tokens)),
             }
         }
         for (sum, df) in self.doc_freqs.iter_mut().zip(dfs) {
-            *sum += df;
+            *sum = sum.saturating_add(*df);
         }
         true
     }
 
-    fn into_pb(self) -> pb::CorpusStats {
-        pb::CorpusStats {
+    fn into_sums(self) -> Sums {
+        let stats = pb::CorpusStats {
             num_docs: self.num_docs,
             fields: self
                 .fields
@@ -212,6 +265,10 @@ impl<'a> Sum<'a> {
                     doc_freq,
                 })
                 .collect(),
+        };
+        Sums {
+            stats,
+            sources: self.sources,
         }
     }
 }

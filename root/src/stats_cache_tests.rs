@@ -1,35 +1,24 @@
 use super::*;
 
-fn answer(
-    shard: u32,
-    replica: &str,
-    generation: u64,
-    docs: u64,
-    terms: &[(&str, u64)],
-) -> pb::StatsResponse {
-    pb::StatsResponse {
-        shard,
-        replica: replica.into(),
-        generation,
-        stats: Some(pb::CorpusStats {
-            num_docs: docs,
-            fields: vec![pb::FieldStat {
-                field: "body".into(),
-                total_tokens: docs * 10,
-            }],
-            terms: terms
-                .iter()
-                .map(|(t, df)| pb::TermStat {
-                    term: t.as_bytes().to_vec(),
-                    doc_freq: *df,
-                })
-                .collect(),
-        }),
+fn stats(docs: u64, terms: &[(&str, u64)]) -> pb::CorpusStats {
+    pb::CorpusStats {
+        num_docs: docs,
+        fields: vec![pb::FieldStat {
+            field: "body".into(),
+            total_tokens: docs.saturating_mul(10),
+        }],
+        terms: terms
+            .iter()
+            .map(|(t, df)| pb::TermStat {
+                term: t.as_bytes().to_vec(),
+                doc_freq: *df,
+            })
+            .collect(),
     }
 }
 
-fn doc_freq(stats: &pb::CorpusStats, term: &str) -> u64 {
-    stats
+fn doc_freq(sums: &Sums, term: &str) -> u64 {
+    sums.stats
         .terms
         .iter()
         .find(|t| t.term == term.as_bytes())
@@ -37,67 +26,118 @@ fn doc_freq(stats: &pb::CorpusStats, term: &str) -> u64 {
         .doc_freq
 }
 
+fn source(replica: &str, generation: u64) -> Source {
+    Some((replica.into(), generation))
+}
+
 #[test]
-fn sums_shards_once_every_shard_answered() {
+fn sums_shards_once_every_shard_answered_and_says_where_each_part_came_from() {
     let cache = StatsCache::new(2);
     assert!(cache.lookup("a b").is_none());
-    cache.absorb("a b", "r0", &answer(0, "r0", 1, 100, &[("a", 5), ("b", 7)]));
+    cache.absorb("a b", "r0", 1, 0, &stats(100, &[("a", 5), ("b", 7)]));
     assert!(cache.lookup("a b").is_none(), "shard 1 is unknown");
     let partial = cache.sum_known("a b").unwrap();
-    assert_eq!(partial.num_docs, 100);
-    cache.absorb("a b", "r2", &answer(1, "r2", 4, 50, &[("a", 1), ("b", 0)]));
+    assert_eq!(partial.stats.num_docs, 100);
+    assert_eq!(partial.sources, vec![source("r0", 1), None]);
+    cache.absorb("a b", "r2", 4, 1, &stats(50, &[("a", 1), ("b", 0)]));
     let sum = cache.lookup("a b").unwrap();
-    assert_eq!(sum.num_docs, 150);
-    assert_eq!(sum.fields[0].total_tokens, 1500);
+    assert_eq!(sum.stats.num_docs, 150);
+    assert_eq!(sum.stats.fields[0].total_tokens, 1500);
     assert_eq!((doc_freq(&sum, "a"), doc_freq(&sum, "b")), (6, 7));
+    assert_eq!(sum.sources, vec![source("r0", 1), source("r2", 4)]);
 }
 
 #[test]
 fn a_new_query_over_known_terms_needs_its_term_list_first() {
     let cache = StatsCache::new(1);
-    cache.absorb("a", "r0", &answer(0, "r0", 1, 10, &[("a", 2)]));
+    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
     assert!(
         cache.lookup("+a").is_none(),
         "the root cannot parse queries"
     );
-    cache.absorb("+a", "r0", &answer(0, "r0", 1, 10, &[("a", 2)]));
+    cache.absorb("+a", "r0", 1, 0, &stats(10, &[("a", 2)]));
     assert_eq!(doc_freq(&cache.lookup("+a").unwrap(), "a"), 2);
     assert!(cache.lookup("a").is_some());
 }
 
 #[test]
-fn a_generation_change_on_any_replica_invalidates_only_its_shard() {
+fn only_the_source_replica_moving_on_invalidates_and_only_its_shard() {
     let cache = StatsCache::new(2);
-    cache.absorb("a", "r0", &answer(0, "r0", 1, 10, &[("a", 2)]));
-    cache.absorb("a", "r2", &answer(1, "r2", 1, 10, &[("a", 3)]));
-    // Replicas answer from their own generations; seeing one for the first time, or the same
-    // one again, changes nothing.
+    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
+    cache.absorb("a", "r2", 1, 1, &stats(10, &[("a", 3)]));
+    // Other replicas of shard 0 answer from their own generations: nothing to do with the
+    // cached figures, which are r0's.
     assert!(!cache.observe(0, "r1", 9));
+    assert!(!cache.observe(0, "r1", 10));
     assert!(!cache.observe(0, "r0", 1));
-    assert!(!cache.observe(0, "r1", 9));
     assert!(cache.lookup("a").is_some());
-    // A commit on r1.
-    assert!(cache.observe(0, "r1", 10));
+    // A commit on r0.
+    assert!(cache.observe(0, "r0", 2));
     assert!(cache.lookup("a").is_none());
     let known = cache.sum_known("a").unwrap();
     assert_eq!(
-        (known.num_docs, doc_freq(&known, "a")),
+        (known.stats.num_docs, doc_freq(&known, "a")),
         (10, 3),
         "shard 1 still known"
     );
-    cache.absorb("a", "r1", &answer(0, "r1", 10, 12, &[("a", 4)]));
+    assert!(cache.absorb("a", "r1", 10, 0, &stats(12, &[("a", 4)])));
     let sum = cache.lookup("a").unwrap();
-    assert_eq!((sum.num_docs, doc_freq(&sum, "a")), (22, 7));
+    assert_eq!((sum.stats.num_docs, doc_freq(&sum, "a")), (22, 7));
+    assert_eq!(sum.sources[0], source("r1", 10));
 }
 
 #[test]
-fn a_stats_answer_from_a_newer_generation_replaces_the_old_terms() {
+fn figures_from_another_replica_replace_the_shard_only_if_they_differ() {
     let cache = StatsCache::new(1);
-    cache.absorb("a", "r0", &answer(0, "r0", 1, 10, &[("a", 2)]));
-    cache.absorb("b", "r0", &answer(0, "r0", 2, 11, &[("b", 1)]));
+    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
+    cache.absorb("b", "r0", 1, 0, &stats(10, &[("b", 5)]));
+    // r1 agrees on everything both know: it fills in a term and the source stays r0.
+    assert!(!cache.absorb("a c", "r1", 7, 0, &stats(10, &[("a", 2), ("c", 1)])));
+    assert_eq!(cache.lookup("a c").unwrap().sources[0], source("r0", 1));
+    assert!(cache.lookup("b").is_some());
+    // r1 holds other figures: they replace all of the shard's, and r1 becomes the source.
+    assert!(cache.absorb("a", "r1", 8, 0, &stats(11, &[("a", 3)])));
+    assert_eq!(cache.lookup("a").unwrap().sources[0], source("r1", 8));
+    assert!(
+        cache.lookup("b").is_none(),
+        "b's count was r0's, from another commit"
+    );
+}
+
+#[test]
+fn the_source_at_a_new_generation_replaces_the_old_terms() {
+    let cache = StatsCache::new(1);
+    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
+    assert!(cache.absorb("b", "r0", 2, 0, &stats(11, &[("b", 1)])));
     assert!(
         cache.lookup("a").is_none(),
         "a's count is from generation 1"
     );
-    assert_eq!(cache.lookup("b").unwrap().num_docs, 11);
+    assert_eq!(cache.lookup("b").unwrap().stats.num_docs, 11);
+    assert!(
+        !cache.absorb("b", "r0", 2, 0, &stats(11, &[("b", 1)])),
+        "the same again changes nothing"
+    );
+}
+
+#[test]
+fn hostile_figures_saturate_instead_of_overflowing() {
+    let cache = StatsCache::new(2);
+    cache.absorb("a", "r0", 1, 0, &stats(u64::MAX, &[("a", u64::MAX)]));
+    cache.absorb("a", "r1", 1, 1, &stats(5, &[("a", 5)]));
+    let sum = cache.lookup("a").unwrap();
+    assert_eq!(
+        (sum.stats.num_docs, doc_freq(&sum, "a")),
+        (u64::MAX, u64::MAX)
+    );
+}
+
+#[test]
+fn a_source_that_leaves_takes_its_figures_along() {
+    let cache = StatsCache::new(1);
+    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
+    cache.forget_replicas(0, &["r1".into()]);
+    assert!(cache.lookup("a").is_some());
+    cache.forget_replicas(0, &["r0".into()]);
+    assert!(cache.lookup("a").is_none());
 }

@@ -175,6 +175,17 @@ async fn the_first_search_after_a_commit_is_scored_again_with_the_new_statistics
     let (_, next) = cluster.get("/v1/search?q=apple&size=50").await;
     assert_eq!(stats(&next), "cached", "{next}");
     assert_eq!(scores(&next), scores(&after_commit));
+    // A root that never saw the old statistics fetches the new ones: the same scores.
+    let (http, other_root) = start_root(&cluster.topology, RootConfig::default()).await;
+    let fresh: Value = reqwest::get(format!("{http}/v1/search?q=apple&size=50"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats(&fresh), "fetched", "{fresh}");
+    assert_eq!(scores(&fresh), scores(&after_commit));
+    other_root.abort();
     // The term is more common now: a document that ranked before scores lower.
     let old = &scores(&first)[0];
     let now = scores(&after_commit)
