@@ -187,8 +187,11 @@ async fn stats_bench(args: StatsBenchArgs) -> anyhow::Result<()> {
     passes.push(pass(&url, "after a commit", &queries, "global").await?);
     passes.push(pass(&url, "warm, 10% deleted", &queries, "global").await?);
     print!("{}", table(&passes));
-    let (same, all) = passes[3].agreement(&passes[4]);
-    println!("first after the commit ranks as warm: {same} of {all} pages identical (ids and score bits)");
+    let alike = passes[3].agreement(&passes[4], &queries);
+    println!(
+        "first after the commit against warm: {} pages compared, {} identical to the bit, {} with the same ids and scores within 1e-5, others: {:?}",
+        alike.compared, alike.identical, alike.equivalent, alike.different
+    );
     cluster.stop().await;
     let live = crate::statsbench::live_cost(std::slice::from_ref(&corpus), &queries)?;
     print!("{live}");

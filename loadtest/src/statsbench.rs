@@ -8,7 +8,6 @@
 //! a leaf, in process.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -26,25 +25,46 @@ pub struct Pass {
     pub report: ScenarioReport,
     /// How often each statistics source answered.
     pub sources: BTreeMap<String, u64>,
-    /// Per query, a hash of the page's ids and score bits (0 for a failed request), to tell
-    /// whether two passes ranked alike.
+    /// Per query, the page's ids and scores (`None` for a failed request), to tell whether
+    /// two passes ranked alike.
     #[serde(skip)]
-    pub rankings: Vec<u64>,
+    pub rankings: Vec<Option<Vec<(String, f32)>>>,
+}
+
+/// How alike two passes ranked the queries both answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Agreement {
+    /// Queries both answered.
+    pub compared: usize,
+    /// Pages with the same ids in the same order and the same score bits.
+    pub identical: usize,
+    /// Pages with the same ids in the same order, scores within 1e-5 relative.
+    pub equivalent: usize,
+    /// The first queries whose pages differ otherwise.
+    pub different: Vec<String>,
 }
 
 impl Pass {
-    /// Queries both passes answered with the very same page, ids and scores; and how many
-    /// both answered.
-    pub fn agreement(&self, other: &Pass) -> (usize, usize) {
-        let both = self
-            .rankings
-            .iter()
-            .zip(&other.rankings)
-            .filter(|(a, b)| **a != 0 && **b != 0);
-        let (same, all) = both.fold((0, 0), |(same, all), (a, b)| {
-            (same + usize::from(a == b), all + 1)
-        });
-        (same, all)
+    /// How alike this pass and `other`, run with the same `queries`, ranked.
+    pub fn agreement(&self, other: &Pass, queries: &[String]) -> Agreement {
+        let mut agreement = Agreement::default();
+        for ((a, b), query) in self.rankings.iter().zip(&other.rankings).zip(queries) {
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            agreement.compared += 1;
+            let same_ids = a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0);
+            let close = a
+                .iter()
+                .zip(b)
+                .all(|(x, y)| (x.1 - y.1).abs() <= 1e-5 * x.1.abs().max(y.1.abs()));
+            if same_ids && a.iter().zip(b).all(|(x, y)| x.1.to_bits() == y.1.to_bits()) {
+                agreement.identical += 1;
+            } else if same_ids && close {
+                agreement.equivalent += 1;
+            } else if agreement.different.len() < 5 {
+                agreement.different.push(query.clone());
+            }
+        }
+        agreement
     }
 }
 
@@ -80,16 +100,14 @@ pub async fn pass(url: &str, name: &str, queries: &[String], stats: &str) -> any
         let latency = sent.elapsed();
         if !status.is_success() {
             recorder.failed(format!("HTTP {}", status.as_u16()));
-            rankings.push(0);
+            rankings.push(None);
             continue;
         }
         recorder.answered(latency, &Answer::from_body(&body)?);
         let fields = serde_json::from_slice::<StatsFields>(&body)?;
-        let mut hash = std::collections::hash_map::DefaultHasher::new();
-        for hit in &fields.hits {
-            (&hit.id, hit.score.to_bits()).hash(&mut hash);
-        }
-        rankings.push(hash.finish() | 1);
+        rankings.push(Some(
+            fields.hits.into_iter().map(|h| (h.id, h.score)).collect(),
+        ));
         *sources.entry(fields.stats).or_default() += 1;
     }
     Ok(Pass {
