@@ -428,7 +428,12 @@ impl ShardIndex {
         }
         self.uncommitted_ops.store(0, Ordering::Release);
         self.uncommitted_log_bytes.store(0, Ordering::Release);
-        self.publish(opstamp)?;
+        if let Err(e) = self.publish(opstamp) {
+            // Durable but not shown: leave something to commit, so that the refresh timer
+            // comes back and shows it.
+            self.uncommitted_ops.store(1, Ordering::Release);
+            return Err(e);
+        }
         state.pending_ids.clear();
         Ok(opstamp)
     }
@@ -463,7 +468,7 @@ impl ShardIndex {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.publish(self.generation())
+        self.publish(state.committed)
     }
 
     /// Shows searches what the index holds now, as `generation`. Called with the writer lock

@@ -13,9 +13,9 @@
 //!   each document (its fieldnorm). That is the exact token count for values of up to 40
 //!   tokens, and the length BM25 already uses per document for longer ones. Tantivy's own
 //!   total is exact for fresh segments but estimated from fieldnorms after a merge that drops
-//!   deleted documents, so using it would make the total depend on the merge history. A field
-//!   without fieldnorms (numbers, dates, booleans) is read by BM25 as length 1 in every
-//!   document, so its total is the live document count, and its average length 1;
+//!   deleted documents, so using it would make the total depend on the merge history. (Numbers
+//!   and dates have fieldnorms too: their count of values.) A field indexed without fieldnorms
+//!   is read by BM25 as length 1 in every document, so its total is the live document count;
 //! - a term's documents: its postings, less the deleted documents. Only segments with deletes
 //!   need the walk; the counts of frequent terms are cached per segment.
 //!
@@ -53,7 +53,7 @@ pub struct Snapshot {
 struct SegmentLive {
     id: SegmentId,
     deleted: u32,
-    /// Tokens of live documents per indexed text field, by field.
+    /// Tokens of live documents per indexed field, by field.
     tokens: HashMap<Field, u64>,
     /// Live documents per frequent term, for a segment with deletes, and the bytes of the
     /// terms held; filled as queries ask.
@@ -137,7 +137,8 @@ impl SegmentLive {
         if cached {
             let mut guard = self.lock_doc_freqs();
             let (terms, bytes) = &mut *guard;
-            let size = 4 + term.serialized_value_bytes().len();
+            // The term's bytes, and about what a map entry of a term and a count costs.
+            let size = 64 + term.serialized_value_bytes().len();
             if *bytes + size > MAX_CACHED_TERM_BYTES {
                 terms.clear();
                 *bytes = 0;

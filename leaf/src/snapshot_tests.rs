@@ -17,7 +17,7 @@ impl Corpus {
         let id = builder.add_text_field("id", STRING);
         let title = builder.add_text_field("title", TEXT);
         let body = builder.add_text_field("body", TEXT);
-        // A number: no fieldnorms, scored by BM25 all the same.
+        // A number: its fieldnorm is its count of values, and BM25 scores its terms too.
         let year = builder.add_i64_field("year", INDEXED);
         Self {
             index: Index::create_in_ram(builder.build()),

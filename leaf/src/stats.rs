@@ -18,7 +18,7 @@ use tantivy::Term;
 pub struct CorpusStats {
     /// Live documents.
     pub num_docs: u64,
-    /// Total tokens per indexed text field, by field name.
+    /// Total tokens per indexed field, by field name.
     pub fields: BTreeMap<String, u64>,
     /// Documents per term, by [`term_key`].
     pub terms: BTreeMap<Vec<u8>, u64>,

@@ -17,7 +17,7 @@ use crate::metrics::AttemptKind;
 use crate::quarantine;
 use crate::scatter::{scatter, AttemptOutcome, AttemptReport, ScatterOptions, ShardOutcome};
 use crate::stats::StatsSource;
-use crate::stats_cache::Sums;
+use crate::stats_cache::{Origin, Sums};
 
 /// The least time a second round is given: below it, scheduling noise alone would fail it.
 const MIN_SECOND_ROUND: Duration = Duration::from_millis(20);
@@ -67,7 +67,7 @@ impl Round<'_> {
             sources: sums.map_or(&[][..], |s| &s.sources),
         };
         let outcomes = scatter(self.cluster, self.config, request, deadline, options).await;
-        let gathered = Gathered::from_outcomes(self, sums.is_some(), &proven, outcomes);
+        let gathered = Gathered::from_outcomes(self, sums, &proven, outcomes);
         if gathered.lost_connection {
             self.cluster
                 .quarantine
@@ -76,14 +76,24 @@ impl Round<'_> {
         gathered
     }
 
-    /// Scores from the cluster's statistics are exact only if no shard committed since they
-    /// were learnt. A shard that did sends its new statistics with its answer; if that changed
-    /// the sums, the query runs once more with the new ones, if every shard answered the first
-    /// round, the query is not quarantined meanwhile, the cluster's rescore budget allows, and
-    /// the time left is at least twice what the first round took (and 20 ms). The second
-    /// round gets only that much time. Otherwise the first answer stands, labelled stale; so
-    /// does a second round that fails anywhere: a complete answer scored a commit ago beats a
-    /// partial one.
+    /// Whether `replica` still serves `shard`: an answer from one that discovery removed
+    /// meanwhile must not become the shard's source of statistics.
+    fn is_member(&self, shard: ShardId, replica: &str) -> bool {
+        self.cluster
+            .shards()
+            .get(shard as usize)
+            .is_some_and(|set| set.replicas().iter().any(|r| r.name == replica))
+    }
+
+    /// Scores from the cluster's statistics are exact only if every shard's answer was scored
+    /// with statistics that match its data. When one was not (a commit since the statistics
+    /// were learnt; a replica that differs from the one they came from), the query runs once
+    /// more with the sums as the cache holds them now, if they changed, every shard answered
+    /// the first round, the query is not quarantined meanwhile, the time left is at least
+    /// twice what the first round took (and 20 ms), and the cluster's rescore budget allows.
+    /// The second round gets only that much time. Otherwise the first answer stands, labelled
+    /// stale (or partial, if its sums already lacked a shard); so does a second round that
+    /// fails anywhere: a complete answer scored a commit ago beats a partial one.
     pub async fn freshen(
         &self,
         request: &pb::SearchRequest,
@@ -91,17 +101,22 @@ impl Round<'_> {
         label: StatsSource,
         scattered: Instant,
     ) -> (Gathered, StatsSource) {
-        if !first.revealed {
+        if !first.inexact {
             return (first, label);
         }
-        let current = self.cluster.stats.lookup(self.query);
-        if current.as_ref().map(|c| &c.stats) == request.global_stats.as_ref() {
-            // The commit left this query's statistics as they were.
-            return (first, label);
-        }
+        let not_exact = match label {
+            StatsSource::Partial => StatsSource::Partial,
+            _ => StatsSource::Stale,
+        };
         let now = Instant::now();
         let time = scattered.elapsed().saturating_mul(2).max(MIN_SECOND_ROUND);
-        let allowed = first.complete()
+        let current = self
+            .cluster
+            .stats
+            .lookup(self.query)
+            .filter(|c| Some(&c.stats) != request.global_stats.as_ref());
+        let allowed = current.is_some()
+            && first.complete()
             && self.deadline.saturating_duration_since(now) >= time
             && self
                 .cluster
@@ -110,7 +125,7 @@ impl Round<'_> {
                 .is_ok()
             && self.cluster.rescore_budget.try_withdraw();
         let Some(current) = current.filter(|_| allowed) else {
-            return (first, StatsSource::Stale);
+            return (first, not_exact);
         };
         self.cluster.rescored.increment(1);
         let again = pb::SearchRequest {
@@ -120,11 +135,9 @@ impl Round<'_> {
         };
         let second = self.run(&again, Some(&current), now + time).await;
         if !second.complete() {
-            return (first, StatsSource::Stale);
+            return (first, not_exact);
         }
-        let label = if second.revealed
-            && self.cluster.stats.lookup(self.query).as_ref() != Some(&current)
-        {
+        let label = if second.inexact {
             StatsSource::Stale
         } else {
             StatsSource::Rescored
@@ -193,16 +206,15 @@ pub struct Gathered {
     lost_connection: bool,
     /// A shard's parser refused the query: the same on every shard, so it is the answer.
     bad_request: Option<String>,
-    /// An answer showed that the statistics the search was scored with may be a commit old:
-    /// the source replica answered from another generation, or a replica sent statistics
-    /// that differ from the cached ones.
-    revealed: bool,
+    /// A shard's answer was scored with statistics that do not match its data (see
+    /// [`Sums::is_exact`]).
+    inexact: bool,
 }
 
 impl Gathered {
     fn from_outcomes(
         round: &Round<'_>,
-        scored_globally: bool,
+        sums: Option<&Sums>,
         proven: &[bool],
         outcomes: Vec<ShardOutcome>,
     ) -> Self {
@@ -215,7 +227,7 @@ impl Gathered {
             timed_out: false,
             lost_connection: false,
             bad_request: None,
-            revealed: false,
+            inexact: false,
         };
         for outcome in outcomes {
             let shard = outcome.shard;
@@ -227,17 +239,22 @@ impl Gathered {
                     if let Some(run) = round.run {
                         cluster.known_good.record(run, shard);
                     }
-                    // An answer with statistics says what the shard's are now (see
-                    // `stats_cache`); one without may still show that the source committed.
+                    // Was it scored with statistics that match its data? And what do they
+                    // teach the cache (see `stats_cache`)?
                     let generation = response.generation;
-                    gathered.revealed |= match response.shard_stats.take() {
-                        Some(stats) if scored_globally => {
+                    let shard_stats = response.shard_stats.take();
+                    if let Some(sums) = sums {
+                        gathered.inexact |= !sums.is_exact(shard, &replica, shard_stats.as_ref());
+                    }
+                    match shard_stats {
+                        Some(stats) if sums.is_some() && round.is_member(shard, &replica) => {
+                            let from = (replica.as_str(), generation);
                             cluster
                                 .stats
-                                .absorb(round.query, &replica, generation, shard, &stats)
+                                .absorb(round.query, from, shard, &stats, Origin::Search);
                         }
                         _ => cluster.stats.observe(shard, &replica, generation),
-                    };
+                    }
                     gathered.total_hits += response.total_hits;
                     gathered.partials.push(
                         response

@@ -166,7 +166,8 @@ pub struct SearchResult {
     /// cost a round trip), `partial` (the cluster's minus a shard that could not be asked),
     /// `shard` (each shard's own), `rescored` (the cluster's, after a shard that had committed
     /// sent its new statistics and the query ran again with them), or `stale` (the cluster's,
-    /// from before a commit this answer revealed, with no time to run again).
+    /// but an answer's statistics did not match its shard's data and it could not run again;
+    /// see [`StatsSource::Stale`]).
     pub stats: StatsSource,
 }
 

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::choose::choose;
 use crate::client::ShardError;
 use crate::cluster::{Cluster, ReplicaSet};
-use crate::stats_cache::Sums;
+use crate::stats_cache::{Origin, Sums};
 
 /// Where a search's global statistics came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -24,10 +24,10 @@ pub enum StatsSource {
     Partial,
     /// Per-shard statistics, as asked.
     Shard,
-    /// The cluster's statistics as the root knew them, but this very answer showed a shard had
-    /// committed since, and there was no time (or not every shard answered) to search again:
-    /// its scores are those of the corpus before that commit. The next search uses the new
-    /// statistics the shard sent.
+    /// The cluster's statistics as the root knew them, but a shard's answer showed they did
+    /// not match its data (it committed since, or its replica differs from the one they came
+    /// from), and no second round ran (no time, no budget, an incomplete first round, a
+    /// quarantine) or it did not match either, or did not complete.
     Stale,
     /// The cluster's, current: a shard had committed since the statistics the root held, sent
     /// its new ones with its answer, and the query ran once more with the new sums.
@@ -56,17 +56,21 @@ pub async fn cluster_stats(
         let source = cluster.stats.source(set.shard).map(|(replica, _)| replica);
         async move {
             let answer = shard_stats(set, query, stats_deadline, proven, source.as_deref()).await;
-            (proven, answer)
+            // Filed under the shard the root asked, whatever the leaf says it serves.
+            (
+                proven,
+                answer.map(|(replica, response)| (set.shard, replica, response)),
+            )
         }
     });
     for (proven, answer) in futures::future::join_all(asks).await {
         match answer {
-            Ok((replica, response)) => {
+            Ok((shard, replica, response)) => {
                 if let Some(stats) = &response.stats {
-                    let (shard, generation) = (response.shard, response.generation);
+                    let from = (replica.as_str(), response.generation);
                     cluster
                         .stats
-                        .absorb(query, &replica, generation, shard, stats);
+                        .absorb(query, from, shard, stats, Origin::Asked);
                 }
             }
             // A bad query, or one that may have killed a replica: the search must not go on.

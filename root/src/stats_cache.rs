@@ -2,12 +2,12 @@
 //! demand for a query.
 //!
 //! Source: a shard's statistics all come from one replica at one generation, its source, so
-//! that a sum never mixes two replicas' figures or two commits of one. A search that sends the
-//! sums tells the source replica the generation they came from and the other replicas nothing;
-//! a leaf that is not on that generation, or not told one, answers with its own statistics
-//! (see the contract's generation handshake), which [`StatsCache::absorb`] takes in: figures
-//! that agree with the cached ones change nothing, and any that differ replace the shard's
-//! statistics and make the answering replica the source.
+//! that a sum never mixes two replicas' figures or two commits of one. The source changes only
+//! when it commits (its answers then carry a higher generation), when it leaves the shard, or
+//! when the root had to ask another replica for statistics it lacked. Figures another replica
+//! sends with a search answer are not taken in: they only tell whether that answer was scored
+//! with statistics that match its data (see [`Sums::is_exact`]); taking them in would swap the
+//! source back and forth whenever replicas commit at different moments.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +30,67 @@ pub struct Sums {
     pub stats: pb::CorpusStats,
     /// Per shard, by shard id: the source of its part (`None` for a shard left out).
     pub sources: Vec<Source>,
+    /// Per shard, its part: its figures for the query's terms (`None` for a shard left out).
+    pub parts: Vec<Option<pb::CorpusStats>>,
+}
+
+impl Sums {
+    /// Whether a search answer from `shard`'s `replica` was scored with statistics that match
+    /// the data it searched. An answer that carries the shard's statistics is exact if they are
+    /// the figures these sums hold for the shard; one without is exact only from the source,
+    /// which leaves them out just when it is still on the source's generation. Any other
+    /// replica must send them (a leaf that does not know the handshake is unverified).
+    pub fn is_exact(
+        &self,
+        shard: ShardId,
+        replica: &str,
+        shard_stats: Option<&pb::CorpusStats>,
+    ) -> bool {
+        match shard_stats {
+            Some(stats) => self
+                .parts
+                .get(shard as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|part| same_figures(part, stats)),
+            None => self
+                .sources
+                .get(shard as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|(source, _)| source == replica),
+        }
+    }
+}
+
+/// Whether two sets of statistics hold the same figures, whatever their order.
+fn same_figures(a: &pb::CorpusStats, b: &pb::CorpusStats) -> bool {
+    fn fields(s: &pb::CorpusStats) -> Vec<(&str, u64)> {
+        let mut f: Vec<_> = s
+            .fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.total_tokens))
+            .collect();
+        f.sort_unstable();
+        f
+    }
+    fn terms(s: &pb::CorpusStats) -> Vec<(&[u8], u64)> {
+        let mut t: Vec<_> = s
+            .terms
+            .iter()
+            .map(|t| (t.term.as_slice(), t.doc_freq))
+            .collect();
+        t.sort_unstable();
+        t
+    }
+    a.num_docs == b.num_docs && fields(a) == fields(b) && terms(a) == terms(b)
+}
+
+/// Where statistics handed to [`StatsCache::absorb`] come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A `Stats` answer: the root asked this replica.
+    Asked,
+    /// A search answer that carried them.
+    Search,
 }
 
 /// The statistics a root has learned from its shards.
@@ -53,28 +114,29 @@ struct ShardStats {
 }
 
 impl ShardStats {
+    /// Whether `stats` holds other figures than the cache for what both know: documents,
+    /// field totals, or a term's count.
+    fn contradicts(&self, stats: &pb::CorpusStats) -> bool {
+        let Some((num_docs, fields)) = &self.base else {
+            return true;
+        };
+        let field_differs = |f: &pb::FieldStat| {
+            !fields
+                .iter()
+                .any(|(name, tokens)| *name == f.field && *tokens == f.total_tokens)
+        };
+        *num_docs != stats.num_docs
+            || stats.fields.iter().any(field_differs)
+            || stats
+                .terms
+                .iter()
+                .any(|t| self.terms.get(&t.term).is_some_and(|&df| df != t.doc_freq))
+    }
+
     fn clear(&mut self, source: Source) {
         self.source = source;
         self.base = None;
         self.terms.clear();
-    }
-
-    /// Whether `stats` says nothing the cache contradicts: the same documents and field
-    /// totals, and the same count for every term both know.
-    fn agrees(&self, stats: &pb::CorpusStats) -> bool {
-        let Some((num_docs, fields)) = &self.base else {
-            return false;
-        };
-        *num_docs == stats.num_docs
-            && fields.len() == stats.fields.len()
-            && stats
-                .fields
-                .iter()
-                .all(|f| fields.contains(&(f.field.clone(), f.total_tokens)))
-            && stats
-                .terms
-                .iter()
-                .all(|t| self.terms.get(&t.term).is_none_or(|&df| df == t.doc_freq))
     }
 }
 
@@ -120,35 +182,33 @@ impl StatsCache {
     }
 
     /// Takes in a shard's statistics for `query`, from `replica` (the root's name for it) at
-    /// `generation`: a `Stats` answer, or those a search answer carried. Returns whether they
-    /// changed what the cache knew: figures from the source replica at another generation (a
-    /// commit there), or from another replica that contradict the cached ones, replace the
-    /// shard's statistics; figures from another replica that agree only fill in terms.
+    /// `generation`. The source's own figures are taken in (a higher generation replaces
+    /// everything cached from the lower one; a lower one is an answer overtaken by a commit,
+    /// and ignored). Another replica's replace the shard's and make it the source if the root
+    /// asked for them (the source could not answer), if they contradict the cached ones, or if
+    /// the shard has no source yet; otherwise they are left out.
     pub fn absorb(
         &self,
         query: &str,
-        replica: &str,
-        generation: u64,
+        (replica, generation): (&str, u64),
         shard: ShardId,
         stats: &pb::CorpusStats,
-    ) -> bool {
+        origin: Origin,
+    ) {
         let mut inner = self.inner.lock();
-        if inner.query_terms.len() >= MAX_QUERIES {
-            inner.query_terms.clear();
-        }
-        let terms: Arc<[Vec<u8>]> = stats.terms.iter().map(|t| t.term.clone()).collect();
-        inner.query_terms.insert(query.to_string(), terms);
         let Some(cached) = inner.shards.get_mut(shard as usize) else {
-            return false;
+            return;
         };
-        // The source at another generation committed: everything cached from it may be
-        // stale. Another replica is taken at its word only where it disagrees.
-        let changed = match &cached.source {
-            Some((source, known)) if source == replica => *known != generation,
-            Some(_) => !cached.agrees(stats),
-            None => true,
+        let replace = match &cached.source {
+            Some((source, known)) if source == replica => match generation.cmp(known) {
+                std::cmp::Ordering::Less => return,
+                std::cmp::Ordering::Equal => false,
+                std::cmp::Ordering::Greater => true,
+            },
+            Some(_) if origin == Origin::Search && !cached.contradicts(stats) => return,
+            Some(_) | None => true,
         };
-        if changed {
+        if replace {
             cached.clear(Some((replica.to_string(), generation)));
         }
         if cached.terms.len() >= MAX_TERMS_PER_SHARD {
@@ -163,7 +223,13 @@ impl StatsCache {
         for t in &stats.terms {
             cached.terms.insert(t.term.clone(), t.doc_freq);
         }
-        changed
+        if !inner.query_terms.contains_key(query) {
+            if inner.query_terms.len() >= MAX_QUERIES {
+                inner.query_terms.clear();
+            }
+            let terms: Arc<[Vec<u8>]> = stats.terms.iter().map(|t| t.term.clone()).collect();
+            inner.query_terms.insert(query.to_string(), terms);
+        }
     }
 
     /// Forgets the statistics of `shard` if their source left it.
@@ -177,21 +243,19 @@ impl StatsCache {
     }
 
     /// Notes the generation a replica answered a search from, for an answer that carried no
-    /// statistics. Returns whether it invalidated the shard's statistics: the source replica
-    /// moved to another generation.
-    pub fn observe(&self, shard: ShardId, replica: &str, generation: u64) -> bool {
+    /// statistics (a search with per-shard statistics): the source at a higher generation has
+    /// committed, and the shard's statistics are forgotten.
+    pub fn observe(&self, shard: ShardId, replica: &str, generation: u64) {
         let mut inner = self.inner.lock();
         let Some(s) = inner.shards.get_mut(shard as usize) else {
-            return false;
+            return;
         };
-        let moved = s
-            .source
+        if s.source
             .as_ref()
-            .is_some_and(|(r, g)| r == replica && *g != generation);
-        if moved {
+            .is_some_and(|(r, g)| r == replica && generation > *g)
+        {
             s.clear(None);
         }
-        moved
     }
 }
 
@@ -199,6 +263,7 @@ impl StatsCache {
 struct Sum<'a> {
     terms: &'a [Vec<u8>],
     sources: Vec<Source>,
+    parts: Vec<Option<pb::CorpusStats>>,
     num_docs: u64,
     fields: Vec<(String, u64)>,
     doc_freqs: Vec<u64>,
@@ -209,6 +274,7 @@ impl<'a> Sum<'a> {
         Self {
             terms,
             sources: Vec::new(),
+            parts: Vec::new(),
             num_docs: 0,
             fields: Vec::new(),
             doc_freqs: vec![0; terms.len()],
@@ -220,6 +286,7 @@ impl<'a> Sum<'a> {
     fn add(&mut self, shard: &ShardStats) -> bool {
         let Some((num_docs, fields)) = &shard.base else {
             self.sources.push(None);
+            self.parts.push(None);
             return false;
         };
         let Some(dfs) = self
@@ -229,9 +296,29 @@ impl<'a> Sum<'a> {
             .collect::<Option<Vec<_>>>()
         else {
             self.sources.push(None);
+            self.parts.push(None);
             return false;
         };
         self.sources.push(shard.source.clone());
+        self.parts.push(Some(pb::CorpusStats {
+            num_docs: *num_docs,
+            fields: fields
+                .iter()
+                .map(|(field, total_tokens)| pb::FieldStat {
+                    field: field.clone(),
+                    total_tokens: *total_tokens,
+                })
+                .collect(),
+            terms: self
+                .terms
+                .iter()
+                .zip(&dfs)
+                .map(|(term, df)| pb::TermStat {
+                    term: term.clone(),
+                    doc_freq: **df,
+                })
+                .collect(),
+        }));
         self.num_docs = self.num_docs.saturating_add(*num_docs);
         for (field, tokens) in fields {
             match self.fields.iter_mut().find(|(f, _)| f == field) {
@@ -269,6 +356,7 @@ impl<'a> Sum<'a> {
         Sums {
             stats,
             sources: self.sources,
+            parts: self.parts,
         }
     }
 }

@@ -34,12 +34,24 @@ fn source(replica: &str, generation: u64) -> Source {
 fn sums_shards_once_every_shard_answered_and_says_where_each_part_came_from() {
     let cache = StatsCache::new(2);
     assert!(cache.lookup("a b").is_none());
-    cache.absorb("a b", "r0", 1, 0, &stats(100, &[("a", 5), ("b", 7)]));
+    cache.absorb(
+        "a b",
+        ("r0", 1),
+        0,
+        &stats(100, &[("a", 5), ("b", 7)]),
+        Origin::Asked,
+    );
     assert!(cache.lookup("a b").is_none(), "shard 1 is unknown");
     let partial = cache.sum_known("a b").unwrap();
     assert_eq!(partial.stats.num_docs, 100);
     assert_eq!(partial.sources, vec![source("r0", 1), None]);
-    cache.absorb("a b", "r2", 4, 1, &stats(50, &[("a", 1), ("b", 0)]));
+    cache.absorb(
+        "a b",
+        ("r2", 4),
+        1,
+        &stats(50, &[("a", 1), ("b", 0)]),
+        Origin::Asked,
+    );
     let sum = cache.lookup("a b").unwrap();
     assert_eq!(sum.stats.num_docs, 150);
     assert_eq!(sum.stats.fields[0].total_tokens, 1500);
@@ -50,29 +62,29 @@ fn sums_shards_once_every_shard_answered_and_says_where_each_part_came_from() {
 #[test]
 fn a_new_query_over_known_terms_needs_its_term_list_first() {
     let cache = StatsCache::new(1);
-    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
+    cache.absorb("a", ("r0", 1), 0, &stats(10, &[("a", 2)]), Origin::Asked);
     assert!(
         cache.lookup("+a").is_none(),
         "the root cannot parse queries"
     );
-    cache.absorb("+a", "r0", 1, 0, &stats(10, &[("a", 2)]));
+    cache.absorb("+a", ("r0", 1), 0, &stats(10, &[("a", 2)]), Origin::Asked);
     assert_eq!(doc_freq(&cache.lookup("+a").unwrap(), "a"), 2);
     assert!(cache.lookup("a").is_some());
 }
 
 #[test]
-fn only_the_source_replica_moving_on_invalidates_and_only_its_shard() {
+fn only_the_source_moving_on_invalidates_and_only_its_shard() {
     let cache = StatsCache::new(2);
-    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
-    cache.absorb("a", "r2", 1, 1, &stats(10, &[("a", 3)]));
+    cache.absorb("a", ("r0", 1), 0, &stats(10, &[("a", 2)]), Origin::Asked);
+    cache.absorb("a", ("r2", 1), 1, &stats(10, &[("a", 3)]), Origin::Asked);
     // Other replicas of shard 0 answer from their own generations: nothing to do with the
-    // cached figures, which are r0's.
-    assert!(!cache.observe(0, "r1", 9));
-    assert!(!cache.observe(0, "r1", 10));
-    assert!(!cache.observe(0, "r0", 1));
+    // cached figures, which are r0's; nor is an answer of r0 overtaken by a commit.
+    cache.observe(0, "r1", 9);
+    cache.observe(0, "r0", 1);
+    cache.observe(0, "r0", 0);
     assert!(cache.lookup("a").is_some());
     // A commit on r0.
-    assert!(cache.observe(0, "r0", 2));
+    cache.observe(0, "r0", 2);
     assert!(cache.lookup("a").is_none());
     let known = cache.sum_known("a").unwrap();
     assert_eq!(
@@ -80,51 +92,87 @@ fn only_the_source_replica_moving_on_invalidates_and_only_its_shard() {
         (10, 3),
         "shard 1 still known"
     );
-    assert!(cache.absorb("a", "r1", 10, 0, &stats(12, &[("a", 4)])));
+    cache.absorb("a", ("r1", 10), 0, &stats(12, &[("a", 4)]), Origin::Asked);
     let sum = cache.lookup("a").unwrap();
     assert_eq!((sum.stats.num_docs, doc_freq(&sum, "a")), (22, 7));
     assert_eq!(sum.sources[0], source("r1", 10));
 }
 
 #[test]
-fn figures_from_another_replica_replace_the_shard_only_if_they_differ() {
+fn another_replica_replaces_the_source_when_asked_or_when_it_contradicts_it() {
     let cache = StatsCache::new(1);
-    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
-    cache.absorb("b", "r0", 1, 0, &stats(10, &[("b", 5)]));
-    // r1 agrees on everything both know: it fills in a term and the source stays r0.
-    assert!(!cache.absorb("a c", "r1", 7, 0, &stats(10, &[("a", 2), ("c", 1)])));
-    assert_eq!(cache.lookup("a c").unwrap().sources[0], source("r0", 1));
-    assert!(cache.lookup("b").is_some());
-    // r1 holds other figures: they replace all of the shard's, and r1 becomes the source.
-    assert!(cache.absorb("a", "r1", 8, 0, &stats(11, &[("a", 3)])));
-    assert_eq!(cache.lookup("a").unwrap().sources[0], source("r1", 8));
-    assert!(
-        cache.lookup("b").is_none(),
-        "b's count was r0's, from another commit"
+    cache.absorb("a", ("r0", 1), 0, &stats(10, &[("a", 2)]), Origin::Asked);
+    cache.absorb("b", ("r0", 1), 0, &stats(10, &[("b", 5)]), Origin::Asked);
+    // A search answer from r1 that agrees changes nothing, not even a term it adds.
+    cache.absorb(
+        "a c",
+        ("r1", 7),
+        0,
+        &stats(10, &[("a", 2), ("c", 1)]),
+        Origin::Search,
     );
+    assert_eq!(cache.lookup("a").unwrap().sources[0], source("r0", 1));
+    assert!(cache.lookup("a c").is_none(), "c was r1's");
+    // One that contradicts makes r1 the source, and r0's figures go.
+    cache.absorb("a", ("r1", 7), 0, &stats(11, &[("a", 3)]), Origin::Search);
+    let sum = cache.lookup("a").unwrap();
+    assert_eq!(
+        (sum.stats.num_docs, sum.sources[0].clone()),
+        (11, source("r1", 7))
+    );
+    assert!(cache.lookup("b").is_none(), "b's count was r0's");
+    // Asked (r1 could not answer), r0 is the source again.
+    cache.absorb("b", ("r0", 2), 0, &stats(10, &[("b", 5)]), Origin::Asked);
+    assert_eq!(cache.lookup("b").unwrap().sources[0], source("r0", 2));
+    assert!(cache.lookup("a").is_none());
 }
 
 #[test]
-fn the_source_at_a_new_generation_replaces_the_old_terms() {
+fn the_source_at_a_new_generation_replaces_the_old_terms_and_an_old_one_is_ignored() {
     let cache = StatsCache::new(1);
-    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
-    assert!(cache.absorb("b", "r0", 2, 0, &stats(11, &[("b", 1)])));
+    cache.absorb("a", ("r0", 1), 0, &stats(10, &[("a", 2)]), Origin::Asked);
+    cache.absorb("b", ("r0", 2), 0, &stats(11, &[("b", 1)]), Origin::Search);
     assert!(
         cache.lookup("a").is_none(),
         "a's count is from generation 1"
     );
     assert_eq!(cache.lookup("b").unwrap().stats.num_docs, 11);
-    assert!(
-        !cache.absorb("b", "r0", 2, 0, &stats(11, &[("b", 1)])),
-        "the same again changes nothing"
-    );
+    // An answer from before the commit, arriving late.
+    cache.absorb("b", ("r0", 1), 0, &stats(10, &[("b", 9)]), Origin::Search);
+    assert_eq!(cache.lookup("b").unwrap().stats.num_docs, 11);
+}
+
+#[test]
+fn an_answer_is_exact_when_its_figures_are_those_it_was_scored_with() {
+    let cache = StatsCache::new(2);
+    cache.absorb("a", ("r0", 1), 0, &stats(10, &[("a", 2)]), Origin::Asked);
+    cache.absorb("a", ("r2", 4), 1, &stats(20, &[("a", 3)]), Origin::Asked);
+    let sums = cache.lookup("a").unwrap();
+    // The source leaves its figures out when it is still on their generation.
+    assert!(sums.is_exact(0, "r0", None));
+    // Another replica must send them; the same figures are exact, others are not.
+    assert!(!sums.is_exact(0, "r1", None), "unverified");
+    assert!(sums.is_exact(0, "r1", Some(&stats(10, &[("a", 2)]))));
+    assert!(!sums.is_exact(0, "r1", Some(&stats(11, &[("a", 2)]))));
+    assert!(!sums.is_exact(1, "r3", Some(&stats(20, &[("a", 4)]))));
+    // A shard the sums left out is never exact.
+    let partial = StatsCache::new(2);
+    partial.absorb("a", ("r0", 1), 0, &stats(10, &[("a", 2)]), Origin::Asked);
+    let sums = partial.sum_known("a").unwrap();
+    assert!(!sums.is_exact(1, "r2", Some(&stats(20, &[("a", 3)]))));
 }
 
 #[test]
 fn hostile_figures_saturate_instead_of_overflowing() {
     let cache = StatsCache::new(2);
-    cache.absorb("a", "r0", 1, 0, &stats(u64::MAX, &[("a", u64::MAX)]));
-    cache.absorb("a", "r1", 1, 1, &stats(5, &[("a", 5)]));
+    cache.absorb(
+        "a",
+        ("r0", 1),
+        0,
+        &stats(u64::MAX, &[("a", u64::MAX)]),
+        Origin::Asked,
+    );
+    cache.absorb("a", ("r1", 1), 1, &stats(5, &[("a", 5)]), Origin::Asked);
     let sum = cache.lookup("a").unwrap();
     assert_eq!(
         (sum.stats.num_docs, doc_freq(&sum, "a")),
@@ -135,7 +183,7 @@ fn hostile_figures_saturate_instead_of_overflowing() {
 #[test]
 fn a_source_that_leaves_takes_its_figures_along() {
     let cache = StatsCache::new(1);
-    cache.absorb("a", "r0", 1, 0, &stats(10, &[("a", 2)]));
+    cache.absorb("a", ("r0", 1), 0, &stats(10, &[("a", 2)]), Origin::Asked);
     cache.forget_replicas(0, &["r1".into()]);
     assert!(cache.lookup("a").is_some());
     cache.forget_replicas(0, &["r0".into()]);

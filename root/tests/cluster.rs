@@ -151,41 +151,47 @@ fn scores(body: &Value) -> Vec<(String, f64)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_first_search_after_a_commit_is_scored_again_with_the_new_statistics() {
-    let cluster = TestCluster::start(&corpus(64), RootConfig::default()).await;
-    let stats = |body: &Value| body["stats"].as_str().unwrap().to_string();
-    let (_, first) = cluster.get("/v1/search?q=apple&size=50").await;
-    assert_eq!(stats(&first), "fetched");
-    let (_, again) = cluster.get("/v1/search?q=apple&size=50").await;
-    assert_eq!(stats(&again), "cached");
-
-    // A commit on every replica of every shard: 16 more documents hold the term.
-    let more: Vec<(String, &str)> = (0..16).map(|i| (format!("new-{i}"), "apple")).collect();
-    index_more(&cluster, &more).await;
-
-    // The leaves answer with their new statistics; the root runs the query again with them,
-    // so the very first answer after the commit is scored as the data now is.
-    let (_, after_commit) = cluster.get("/v1/search?q=apple&size=50").await;
-    assert_eq!(stats(&after_commit), "rescored", "{after_commit}");
-    assert_eq!(
-        after_commit["total_hits"].as_u64().unwrap(),
-        first["total_hits"].as_u64().unwrap() + 16
-    );
-    let (_, next) = cluster.get("/v1/search?q=apple&size=50").await;
-    assert_eq!(stats(&next), "cached", "{next}");
-    assert_eq!(scores(&next), scores(&after_commit));
-    // A root that never saw the old statistics fetches the new ones: the same scores.
+/// The scores a root that never saw older statistics gives `query`: fetched fresh.
+async fn fresh_scores(cluster: &TestCluster, query: &str) -> Vec<(String, f64)> {
     let (http, other_root) = start_root(&cluster.topology, RootConfig::default()).await;
-    let fresh: Value = reqwest::get(format!("{http}/v1/search?q=apple&size=50"))
+    let fresh: Value = reqwest::get(format!("{http}/v1/search?{query}"))
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(stats(&fresh), "fetched", "{fresh}");
-    assert_eq!(scores(&fresh), scores(&after_commit));
     other_root.abort();
+    assert_eq!(fresh["stats"], "fetched", "{fresh}");
+    scores(&fresh)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_search_after_a_commit_is_scored_again_with_the_new_statistics() {
+    // One replica per shard: every answer comes from the replica the statistics came from.
+    let cluster = TestCluster::start_with(&corpus(64), RootConfig::default(), 1).await;
+    let stats = |body: &Value| body["stats"].as_str().unwrap().to_string();
+    let query = "q=apple&size=50";
+    let (_, first) = cluster.get(&format!("/v1/search?{query}")).await;
+    assert_eq!(stats(&first), "fetched");
+    let (_, again) = cluster.get(&format!("/v1/search?{query}")).await;
+    assert_eq!(stats(&again), "cached");
+
+    // A commit on every shard: 16 more documents hold the term.
+    let more: Vec<(String, &str)> = (0..16).map(|i| (format!("new-{i}"), "apple")).collect();
+    index_more(&cluster, &more).await;
+
+    // The leaves answer with their new statistics; the root runs the query again with them,
+    // so the very first answer after the commit is scored as the data now is.
+    let (_, after_commit) = cluster.get(&format!("/v1/search?{query}")).await;
+    assert_eq!(stats(&after_commit), "rescored", "{after_commit}");
+    assert_eq!(
+        after_commit["total_hits"].as_u64().unwrap(),
+        first["total_hits"].as_u64().unwrap() + 16
+    );
+    assert_eq!(scores(&after_commit), fresh_scores(&cluster, query).await);
+    let (_, next) = cluster.get(&format!("/v1/search?{query}")).await;
+    assert_eq!(stats(&next), "cached", "{next}");
+    assert_eq!(scores(&next), scores(&after_commit));
     // The term is more common now: a document that ranked before scores lower.
     let old = &scores(&first)[0];
     let now = scores(&after_commit)
@@ -193,6 +199,38 @@ async fn the_first_search_after_a_commit_is_scored_again_with_the_new_statistics
         .find(|(id, _)| *id == old.0)
         .expect("the best old document is still on the page");
     assert!(now.1 < old.1, "{old:?} then {now:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replicas_every_label_after_a_commit_tells_the_truth() {
+    // Two replicas per shard, each with its own generations: an answer may come from the
+    // replica the statistics came from or the other. Whatever the label says must hold:
+    // `stale` may follow a commit, anything else must be the fresh scores.
+    let cluster = TestCluster::start(&corpus(64), RootConfig::default()).await;
+    let query = "q=apple%20banana&size=50";
+    for round in 0..3 {
+        let (_, warm) = cluster.get(&format!("/v1/search?{query}")).await;
+        assert_ne!(warm["stats"], "stale", "{warm}");
+        let more: Vec<(String, &str)> = (0..8)
+            .map(|i| (format!("round-{round}-{i}"), "apple"))
+            .collect();
+        index_more(&cluster, &more).await;
+        let fresh = fresh_scores(&cluster, query).await;
+        let mut labels = Vec::new();
+        for _ in 0..12 {
+            let (_, body) = cluster.get(&format!("/v1/search?{query}")).await;
+            let label = body["stats"].as_str().unwrap().to_string();
+            if label != "stale" {
+                assert_eq!(scores(&body), fresh, "labelled {label}: {body}");
+            }
+            labels.push(label);
+        }
+        assert_eq!(
+            labels.last().map(String::as_str),
+            Some("cached"),
+            "{labels:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
