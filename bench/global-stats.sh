@@ -2,7 +2,11 @@
 # What exact global BM25 costs a query. A local 2x2 cluster on the demo corpus, the sbg query
 # log run one query at a time in three passes: per-shard statistics (the baseline), global
 # statistics cold (each query's first time: a statistics round trip to every shard first), and
-# global statistics warm (the same queries again: statistics from the root's cache).
+# global statistics warm (the same queries again: statistics from the root's cache). Then a
+# tenth of the corpus is deleted (every replica commits) and two more passes run: the first
+# queries after that commit (judged, and run again where their statistics were a commit old)
+# and warm queries on a corpus with deletes. Last, in process, what counting live documents
+# only costs a leaf.
 #
 #   bench/global-stats.sh
 set -euo pipefail

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use fanout_proto::query::QueryLimits;
@@ -124,6 +124,8 @@ pub struct ShardIndex {
     /// What searches read: replaced whole at each commit. Its generation, the opstamp of the
     /// last commit visible to searches, persists across restarts.
     snapshot: RwLock<Arc<Snapshot>>,
+    /// A durable commit whose publication failed (see [`ShardIndex::unpublished`]).
+    unpublished: AtomicBool,
     /// Log records replayed when the index was opened.
     replayed: u64,
     /// The segments' id columns, for the total order.
@@ -243,6 +245,7 @@ impl ShardIndex {
             reader,
             queries,
             snapshot: RwLock::new(Arc::new(snapshot)),
+            unpublished: AtomicBool::new(false),
             replayed: 0,
             id_columns: IdColumns::default(),
         })
@@ -287,6 +290,12 @@ impl ShardIndex {
     /// Log records replayed when the index was opened.
     pub fn replayed(&self) -> u64 {
         self.replayed
+    }
+
+    /// Whether a durable commit is not yet shown to searches (showing it failed): a commit
+    /// with nothing new shows it.
+    pub fn unpublished(&self) -> bool {
+        self.unpublished.load(Ordering::Acquire)
     }
 
     /// What the next commit would publish.
@@ -428,12 +437,7 @@ impl ShardIndex {
         }
         self.uncommitted_ops.store(0, Ordering::Release);
         self.uncommitted_log_bytes.store(0, Ordering::Release);
-        if let Err(e) = self.publish(opstamp) {
-            // Durable but not shown: leave something to commit, so that the refresh timer
-            // comes back and shows it.
-            self.uncommitted_ops.store(1, Ordering::Release);
-            return Err(e);
-        }
+        self.publish(opstamp)?;
         state.pending_ids.clear();
         Ok(opstamp)
     }
@@ -472,8 +476,10 @@ impl ShardIndex {
     }
 
     /// Shows searches what the index holds now, as `generation`. Called with the writer lock
-    /// held, so that two publications cannot interleave.
+    /// held, so that two publications cannot interleave. Until one succeeds,
+    /// [`ShardIndex::unpublished`] says so, so that the refresh timer tries again.
     fn publish(&self, generation: u64) -> Result<(), LeafError> {
+        self.unpublished.store(true, Ordering::Release);
         self.reader.reload()?;
         let snapshot = Snapshot::new(
             generation,
@@ -490,6 +496,7 @@ impl ShardIndex {
             .map(|s| s.segment_id())
             .collect();
         self.id_columns.keep_only(&live);
+        self.unpublished.store(false, Ordering::Release);
         *self
             .snapshot
             .write()

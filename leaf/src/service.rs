@@ -268,7 +268,8 @@ impl LeafService {
         let mut last_commit = tokio::time::Instant::now();
         loop {
             ticks.tick().await;
-            if !policy.due(last_commit.elapsed(), self.index.uncommitted()) {
+            let due = policy.due(last_commit.elapsed(), self.index.uncommitted());
+            if !due && !self.index.unpublished() {
                 continue;
             }
             if let Err(e) = self.commit().await {

@@ -101,7 +101,8 @@ impl Round<'_> {
         label: StatsSource,
         scattered: Instant,
     ) -> (Gathered, StatsSource) {
-        if !first.inexact {
+        // Without hits there are no scores to be exact about.
+        if !first.inexact || request.size == 0 {
             return (first, label);
         }
         let not_exact = match label {
@@ -244,7 +245,8 @@ impl Gathered {
                     let generation = response.generation;
                     let shard_stats = response.shard_stats.take();
                     if let Some(sums) = sums {
-                        gathered.inexact |= !sums.is_exact(shard, &replica, shard_stats.as_ref());
+                        let from = (replica.as_str(), generation);
+                        gathered.inexact |= !sums.is_exact(shard, from, shard_stats.as_ref());
                     }
                     match shard_stats {
                         Some(stats) if sums.is_some() && round.is_member(shard, &replica) => {

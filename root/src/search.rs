@@ -164,10 +164,10 @@ pub struct SearchResult {
     pub shards: ShardsSummary,
     /// Which statistics the scores come from: `cached` or `fetched` (the cluster's; fetched
     /// cost a round trip), `partial` (the cluster's minus a shard that could not be asked),
-    /// `shard` (each shard's own), `rescored` (the cluster's, after a shard that had committed
-    /// sent its new statistics and the query ran again with them), or `stale` (the cluster's,
-    /// but an answer's statistics did not match its shard's data and it could not run again;
-    /// see [`StatsSource::Stale`]).
+    /// `shard` (each shard's own), `rescored` (the cluster's, after a shard's answer showed the
+    /// root's were not its data's and the query ran again with new ones), or `stale` (the
+    /// cluster's, but an answer's statistics did not match its shard's data and it could not
+    /// run again; see [`StatsSource::Stale`]).
     pub stats: StatsSource,
 }
 

@@ -29,8 +29,9 @@ pub enum StatsSource {
     /// from), and no second round ran (no time, no budget, an incomplete first round, a
     /// quarantine) or it did not match either, or did not complete.
     Stale,
-    /// The cluster's, current: a shard had committed since the statistics the root held, sent
-    /// its new ones with its answer, and the query ran once more with the new sums.
+    /// The cluster's, current: a shard's answer showed the statistics the root held did not
+    /// match its data (a commit since, or a replica that differs from their source), and the
+    /// query ran once more with the new sums, every answer of which matched.
     Rescored,
 }
 

@@ -2,12 +2,14 @@
 //! demand for a query.
 //!
 //! Source: a shard's statistics all come from one replica at one generation, its source, so
-//! that a sum never mixes two replicas' figures or two commits of one. The source changes only
-//! when it commits (its answers then carry a higher generation), when it leaves the shard, or
-//! when the root had to ask another replica for statistics it lacked. Figures another replica
-//! sends with a search answer are not taken in: they only tell whether that answer was scored
-//! with statistics that match its data (see [`Sums::is_exact`]); taking them in would swap the
-//! source back and forth whenever replicas commit at different moments.
+//! that a sum never mixes two replicas' figures or two commits of one. The source changes when
+//! it commits (its answers then carry a higher generation), when it leaves the shard, when the
+//! root had to ask another replica for statistics it lacked, or when another replica answers a
+//! search with figures other than the cached ones (the cache then follows the replica searches
+//! reach). Figures of another replica that agree are not taken in, so that one shard's figures
+//! stay one replica's. Each answer is judged against the figures it was scored with
+//! ([`Sums::is_exact`]): the cache's choices decide how often answers are exact; the labels
+//! rest on the judgment.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,15 +37,16 @@ pub struct Sums {
 }
 
 impl Sums {
-    /// Whether a search answer from `shard`'s `replica` was scored with statistics that match
-    /// the data it searched. An answer that carries the shard's statistics is exact if they are
-    /// the figures these sums hold for the shard; one without is exact only from the source,
-    /// which leaves them out just when it is still on the source's generation. Any other
-    /// replica must send them (a leaf that does not know the handshake is unverified).
+    /// Whether a search answer from `shard`'s `replica`, searched at `generation`, was scored
+    /// with statistics that match the data it searched. An answer that carries the shard's
+    /// statistics is exact if they are the figures these sums hold for the shard; one without
+    /// is exact only from the source at the source's generation (which is when a leaf leaves
+    /// them out). Any other answer without them is unverified: a leaf that does not know the
+    /// handshake, for one.
     pub fn is_exact(
         &self,
         shard: ShardId,
-        replica: &str,
+        (replica, generation): (&str, u64),
         shard_stats: Option<&pb::CorpusStats>,
     ) -> bool {
         match shard_stats {
@@ -56,7 +59,7 @@ impl Sums {
                 .sources
                 .get(shard as usize)
                 .and_then(Option::as_ref)
-                .is_some_and(|(source, _)| source == replica),
+                .is_some_and(|(source, known)| source == replica && *known == generation),
         }
     }
 }
@@ -114,12 +117,15 @@ struct ShardStats {
 }
 
 impl ShardStats {
-    /// Whether `stats` holds other figures than the cache for what both know: documents,
-    /// field totals, or a term's count.
+    /// Whether `stats` holds other figures than the cache: documents, fields and their
+    /// totals, or the count of a term both know.
     fn contradicts(&self, stats: &pb::CorpusStats) -> bool {
         let Some((num_docs, fields)) = &self.base else {
             return true;
         };
+        if fields.len() != stats.fields.len() {
+            return true;
+        }
         let field_differs = |f: &pb::FieldStat| {
             !fields
                 .iter()
@@ -201,9 +207,11 @@ impl StatsCache {
         };
         let replace = match &cached.source {
             Some((source, known)) if source == replica => match generation.cmp(known) {
-                std::cmp::Ordering::Less => return,
+                // A search answer overtaken by a commit. But the root asked for these: the
+                // replica was rebuilt and counts again from the start.
+                std::cmp::Ordering::Less if origin == Origin::Search => return,
                 std::cmp::Ordering::Equal => false,
-                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Less | std::cmp::Ordering::Greater => true,
             },
             Some(_) if origin == Origin::Search && !cached.contradicts(stats) => return,
             Some(_) | None => true,

@@ -140,6 +140,13 @@ fn the_source_at_a_new_generation_replaces_the_old_terms_and_an_old_one_is_ignor
     // An answer from before the commit, arriving late.
     cache.absorb("b", ("r0", 1), 0, &stats(10, &[("b", 9)]), Origin::Search);
     assert_eq!(cache.lookup("b").unwrap().stats.num_docs, 11);
+    // Asked, r0 says generation 1 again: it was rebuilt, and what it says now holds.
+    cache.absorb("b", ("r0", 1), 0, &stats(3, &[("b", 1)]), Origin::Asked);
+    let sum = cache.lookup("b").unwrap();
+    assert_eq!(
+        (sum.stats.num_docs, sum.sources[0].clone()),
+        (3, source("r0", 1))
+    );
 }
 
 #[test]
@@ -149,17 +156,21 @@ fn an_answer_is_exact_when_its_figures_are_those_it_was_scored_with() {
     cache.absorb("a", ("r2", 4), 1, &stats(20, &[("a", 3)]), Origin::Asked);
     let sums = cache.lookup("a").unwrap();
     // The source leaves its figures out when it is still on their generation.
-    assert!(sums.is_exact(0, "r0", None));
+    assert!(sums.is_exact(0, ("r0", 1), None));
+    assert!(
+        !sums.is_exact(0, ("r0", 2), None),
+        "the source at another generation"
+    );
     // Another replica must send them; the same figures are exact, others are not.
-    assert!(!sums.is_exact(0, "r1", None), "unverified");
-    assert!(sums.is_exact(0, "r1", Some(&stats(10, &[("a", 2)]))));
-    assert!(!sums.is_exact(0, "r1", Some(&stats(11, &[("a", 2)]))));
-    assert!(!sums.is_exact(1, "r3", Some(&stats(20, &[("a", 4)]))));
+    assert!(!sums.is_exact(0, ("r1", 1), None), "unverified");
+    assert!(sums.is_exact(0, ("r1", 7), Some(&stats(10, &[("a", 2)]))));
+    assert!(!sums.is_exact(0, ("r1", 7), Some(&stats(11, &[("a", 2)]))));
+    assert!(!sums.is_exact(1, ("r3", 4), Some(&stats(20, &[("a", 4)]))));
     // A shard the sums left out is never exact.
     let partial = StatsCache::new(2);
     partial.absorb("a", ("r0", 1), 0, &stats(10, &[("a", 2)]), Origin::Asked);
     let sums = partial.sum_known("a").unwrap();
-    assert!(!sums.is_exact(1, "r2", Some(&stats(20, &[("a", 3)]))));
+    assert!(!sums.is_exact(1, ("r2", 4), Some(&stats(20, &[("a", 3)]))));
 }
 
 #[test]
