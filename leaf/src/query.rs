@@ -7,7 +7,7 @@
 //! replica were broken.
 
 use fanout_proto::query::{self, QueryLimits, WordKind};
-use tantivy::query::{Query, QueryParser};
+use tantivy::query::{BooleanQuery, Occur as ClauseOccur, Query, QueryParser};
 use tantivy::query_grammar::{Occur, UserInputAst, UserInputLeaf};
 use tantivy::schema::Schema;
 use tantivy::Index;
@@ -43,9 +43,11 @@ impl QueryBuilder {
     pub fn build(&self, text: &str) -> Result<Box<dyn Query>, LeafError> {
         let checked = query::parse(text, &self.limits)?;
         let ast = self.rewrite(checked.ast)?;
-        self.parser
+        let query = self
+            .parser
             .build_query_from_user_input_ast(ast)
-            .map_err(|e| LeafError::InvalidQuery(e.to_string()))
+            .map_err(|e| LeafError::InvalidQuery(e.to_string()))?;
+        Ok(pair_required(query))
     }
 
     /// Wildcard words become regular expressions over their fields' terms; `field:*` must name a
@@ -120,6 +122,45 @@ impl QueryBuilder {
         }
         Ok(())
     }
+}
+
+/// Rewrites every conjunction of three or more required clauses into nested pairs:
+/// `+a +b +c` scores as `a + (b + c)`. Tantivy adds the scores of a conjunction's clauses in the
+/// order of their cost in each segment (rarest first), and floating-point addition is not
+/// associative, so the same document could score a bit differently on another segment layout
+/// and swap places with a tie. Two operands add up the same in either order. (Optional clauses
+/// are added in the query's order whatever the segment, so they need nothing.) The tree is as
+/// deep as the query, which the parser's limits bound.
+fn pair_required(query: Box<dyn Query>) -> Box<dyn Query> {
+    let Some(boolean) = query.downcast_ref::<BooleanQuery>() else {
+        return query;
+    };
+    let mut required = Vec::new();
+    let mut others = Vec::new();
+    for (occur, clause) in boolean.clauses() {
+        let clause = pair_required(clause.box_clone());
+        match occur {
+            ClauseOccur::Must => required.push(clause),
+            _ => others.push((*occur, clause)),
+        }
+    }
+    if required.len() >= 3 {
+        // The first stays; the rest fold from the right: b ∧ (c ∧ …).
+        let mut rest = required.pop().expect("three or more");
+        while required.len() > 1 {
+            let next = required.pop().expect("more than one");
+            rest = Box::new(BooleanQuery::intersection(vec![next, rest]));
+        }
+        required.push(rest);
+    }
+    let mut clauses: Vec<(ClauseOccur, Box<dyn Query>)> = required
+        .into_iter()
+        .map(|clause| (ClauseOccur::Must, clause))
+        .collect();
+    clauses.extend(others);
+    let mut paired = BooleanQuery::new(clauses);
+    paired.set_minimum_number_should_match(boolean.get_minimum_number_should_match());
+    Box::new(paired)
 }
 
 #[cfg(test)]
@@ -222,5 +263,60 @@ mod tests {
                 "{q}: {err}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod pairing_tests {
+    use super::*;
+    use tantivy::query::TermQuery;
+    use tantivy::schema::{IndexRecordOption, TEXT};
+    use tantivy::Term;
+
+    /// The clauses of a boolean query, as (occur, nested clause count or 0 for a leaf).
+    fn shape(query: &dyn Query) -> Vec<(ClauseOccur, usize)> {
+        let boolean = query.downcast_ref::<BooleanQuery>().unwrap();
+        boolean
+            .clauses()
+            .iter()
+            .map(|(occur, clause)| {
+                let nested = clause
+                    .downcast_ref::<BooleanQuery>()
+                    .map_or(0, |b| b.clauses().len());
+                (*occur, nested)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn three_required_clauses_become_nested_pairs_and_the_rest_stays() {
+        let mut schema = Schema::builder();
+        let body = schema.add_text_field("body", TEXT);
+        let term = |t: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(body, t),
+                IndexRecordOption::WithFreqs,
+            ))
+        };
+        let query: Box<dyn Query> = Box::new(BooleanQuery::new(vec![
+            (ClauseOccur::Must, term("a")),
+            (ClauseOccur::Should, term("s")),
+            (ClauseOccur::Must, term("b")),
+            (ClauseOccur::MustNot, term("n")),
+            (ClauseOccur::Must, term("c")),
+            (ClauseOccur::Must, term("d")),
+        ]));
+        let paired = pair_required(query);
+        use ClauseOccur::*;
+        // a, then b ∧ (c ∧ d); the optional and excluded clauses as they were.
+        assert_eq!(
+            shape(&*paired),
+            [(Must, 0), (Must, 2), (Should, 0), (MustNot, 0)]
+        );
+        let boolean = paired.downcast_ref::<BooleanQuery>().unwrap();
+        assert_eq!(shape(&*boolean.clauses()[1].1), [(Must, 0), (Must, 2)]);
+        // Two required clauses add up the same in either order: left as they are.
+        let two: Box<dyn Query> = Box::new(BooleanQuery::intersection(vec![term("a"), term("b")]));
+        assert_eq!(shape(&*pair_required(two)), [(Must, 0), (Must, 0)]);
     }
 }

@@ -7,36 +7,20 @@
 //! 300, and `search_after` pages to 20,000 hits without a repeat or a gap.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use fanout_indexer::ndjson::{Line, LineReader};
 use fanout_leaf::collect::Interrupt;
 use fanout_leaf::server::LeafHandle;
 use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
 use fanout_proto::{shard_for_id, ReplicaAddr, ShardSpec, Topology};
 use fanout_root::RootConfig;
 use serde_json::Value;
-use support::start_root;
+use support::{demo, start_root};
 
 mod support;
 
 /// Documents loaded first; the `search_after` walk needs more than 20,000 to stay live.
 const DOCS: usize = 22_000;
 const ROUNDS: usize = 6;
-
-fn demo_docs() -> Vec<Value> {
-    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demo/wordnet.ndjson.gz");
-    let file = std::fs::File::open(demo).unwrap();
-    let mut reader = LineReader::open(Box::new(file), 1 << 20).unwrap();
-    let mut docs = Vec::new();
-    while let Some((_, Line::Text(line))) = reader.next_line().unwrap() {
-        docs.push(serde_json::from_str(&line).unwrap());
-        if docs.len() == DOCS + 2_000 {
-            break;
-        }
-    }
-    docs
-}
 
 /// One round of churn: documents written (new or replacing, by id) and ids deleted.
 struct Round {
@@ -130,51 +114,6 @@ fn churned_layout(shards: u32, rounds: &[Round]) -> Vec<ShardIndex> {
     indexes
 }
 
-/// Queries of every shape from the corpus's words, and the real query log when at hand.
-fn queries(docs: &[Value]) -> Vec<String> {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut queries = Vec::new();
-    while queries.len() < 350 {
-        let words: Vec<String> = docs[rng.usize(..docs.len())]["body"]
-            .as_str()
-            .unwrap_or_default()
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.len() > 2)
-            .map(str::to_lowercase)
-            .collect();
-        if words.len() < 3 {
-            continue;
-        }
-        let i = rng.usize(..words.len() - 1);
-        let (a, b) = (&words[i], &words[i + 1]);
-        let other = &words[rng.usize(..words.len())];
-        let fourth = &words[rng.usize(..words.len())];
-        // Three required terms and four optional ones too: tantivy adds their scores in an
-        // order that depends on each segment's postings, which must not show.
-        queries.push(match queries.len() % 7 {
-            0 => format!("{a} {other}"),
-            1 => format!("+{a} +{b}"),
-            2 => format!("\"{a} {b}\""),
-            3 => format!("+{a} -{other}"),
-            4 => format!("+{a} +{b} +{other}"),
-            5 => format!("{a} {b} {other} {fourth} body:{a}"),
-            _ => format!("body:{a} title:{other}"),
-        });
-    }
-    let dir = std::env::var_os("FANOUT_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    if let Ok(log) = std::fs::read_to_string(dir.join("queries/sbg-queries.jsonl")) {
-        queries.extend(
-            log.lines()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter_map(|v| v["query"].as_str().map(str::to_string))
-                .take(300),
-        );
-    }
-    queries
-}
-
 type Ranking = Vec<(String, f32)>;
 
 async fn ranking(http: &str, query: &str, size: usize) -> Option<Ranking> {
@@ -233,7 +172,7 @@ async fn ids_of(http: &str, query: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_churn_every_split_ranks_and_pages_as_one_fresh_index() {
-    let docs = demo_docs();
+    let docs = demo::documents(DOCS + 2_000);
     let (rounds, live) = history(&docs);
     let fresh = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
     let lines: Vec<&str> = live.values().map(String::as_str).collect();
@@ -242,7 +181,8 @@ async fn after_churn_every_split_ranks_and_pages_as_one_fresh_index() {
     assert_eq!(fresh.num_docs(), live.len() as u64);
     assert!(live.len() > 20_000, "{} live documents", live.len());
 
-    let queries = queries(&docs);
+    let mut queries = demo::generated_queries(&docs, 350, true);
+    queries.extend(demo::sbg_queries(300));
     let window = 20;
     let want: Vec<Option<Ranking>> = queries
         .iter()

@@ -7,80 +7,22 @@
 //! shared data is at hand (`FANOUT_SHARED_DATA`, or `../shared/data` beside the repository),
 //! the sbg query log too.
 
-use std::path::PathBuf;
-
-use fanout_indexer::ndjson::{Line, LineReader};
 use fanout_leaf::server::LeafHandle;
 use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
 use fanout_proto::{shard_for_id, ReplicaAddr, ShardSpec, Topology};
 use fanout_root::RootConfig;
 use serde_json::Value;
-use support::start_root;
+use support::{demo, start_root};
 
 mod support;
 
 const DOCS: usize = 12_000;
 
+/// The demo corpus's first documents, as (id, NDJSON line).
 fn corpus() -> Vec<(String, String)> {
-    let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../demo/wordnet.ndjson.gz");
-    let file = std::fs::File::open(demo).unwrap();
-    let mut reader = LineReader::open(Box::new(file), 1 << 20).unwrap();
-    let mut docs = Vec::new();
-    while let Some((_, Line::Text(line))) = reader.next_line().unwrap() {
-        let id = serde_json::from_str::<Value>(&line).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        docs.push((id, line));
-        if docs.len() == DOCS {
-            break;
-        }
-    }
-    docs
-}
-
-/// Queries of every shape from the corpus's words: two terms, both required, a phrase of two
-/// adjacent words, one required and one excluded, and a field query.
-fn generated_queries(docs: &[(String, String)]) -> Vec<String> {
-    let mut rng = fastrand::Rng::with_seed(7);
-    let mut queries = Vec::new();
-    while queries.len() < 200 {
-        let doc: Value = serde_json::from_str(&docs[rng.usize(..docs.len())].1).unwrap();
-        let words: Vec<String> = doc["body"]
-            .as_str()
-            .unwrap_or_default()
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.len() > 2)
-            .map(str::to_lowercase)
-            .collect();
-        if words.len() < 3 {
-            continue;
-        }
-        let i = rng.usize(..words.len() - 1);
-        let (a, b) = (&words[i], &words[i + 1]);
-        let other = &words[rng.usize(..words.len())];
-        queries.push(match queries.len() % 5 {
-            0 => format!("{a} {other}"),
-            1 => format!("+{a} +{b}"),
-            2 => format!("\"{a} {b}\""),
-            3 => format!("+{a} -{other}"),
-            _ => format!("body:{a} title:{other}"),
-        });
-    }
-    queries
-}
-
-fn sbg_queries() -> Vec<String> {
-    let dir = std::env::var_os("FANOUT_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    let Ok(text) = std::fs::read_to_string(dir.join("queries/sbg-queries.jsonl")) else {
-        eprintln!("the sbg query log is not at hand: generated queries only");
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| v["query"].as_str().map(str::to_string))
+    demo::documents(DOCS)
+        .into_iter()
+        .map(|doc| (doc["id"].as_str().unwrap().to_string(), doc.to_string()))
         .collect()
 }
 
@@ -160,8 +102,12 @@ async fn every_split_ranks_exactly_as_one_index_and_per_shard_statistics_do_not(
     let lines: Vec<&str> = docs.iter().map(|(_, l)| l.as_str()).collect();
     assert!(whole.index_batch(0, 0, &lines).unwrap().rejected.is_empty());
     whole.commit().unwrap();
-    let mut queries = generated_queries(&docs);
-    queries.extend(sbg_queries());
+    let values: Vec<Value> = docs
+        .iter()
+        .map(|(_, line)| serde_json::from_str(line).unwrap())
+        .collect();
+    let mut queries = demo::generated_queries(&values, 200, false);
+    queries.extend(demo::sbg_queries(usize::MAX));
     let references: Vec<Vec<(String, f32)>> =
         queries.iter().map(|q| reference(&whole, q)).collect();
     assert!(
