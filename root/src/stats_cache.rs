@@ -21,6 +21,9 @@ use fanout_proto::{pb, ShardId};
 /// Bounds on what the cache holds; past them it starts over (cheaply refilled).
 const MAX_QUERIES: usize = 100_000;
 const MAX_TERMS_PER_SHARD: usize = 1_000_000;
+/// The most terms one answer's statistics may hold: far more than any query the parser
+/// accepts uses, so more is a broken or hostile leaf, and is not taken in.
+const MAX_TERMS_PER_ANSWER: usize = 100_000;
 
 /// Where a shard's statistics came from: the root's name of the replica, and its generation.
 pub type Source = Option<(String, u64)>;
@@ -32,8 +35,18 @@ pub struct Sums {
     pub stats: pb::CorpusStats,
     /// Per shard, by shard id: the source of its part (`None` for a shard left out).
     pub sources: Vec<Source>,
-    /// Per shard, its part: its figures for the query's terms (`None` for a shard left out).
-    pub parts: Vec<Option<pb::CorpusStats>>,
+    /// Per shard, its part of the sums (`None` for a shard left out).
+    pub parts: Vec<Option<Part>>,
+}
+
+/// One shard's figures in a [`Sums`]: its documents and field totals, and its count of each
+/// of the sums' terms, in the order of `Sums::stats.terms` (the terms themselves are not
+/// copied per shard: a cached search builds these on every lookup).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Part {
+    num_docs: u64,
+    fields: Vec<(String, u64)>,
+    doc_freqs: Vec<u64>,
 }
 
 impl Sums {
@@ -54,7 +67,7 @@ impl Sums {
                 .parts
                 .get(shard as usize)
                 .and_then(Option::as_ref)
-                .is_some_and(|part| same_figures(part, stats)),
+                .is_some_and(|part| self.same_figures(part, stats)),
             None => self
                 .sources
                 .get(shard as usize)
@@ -62,29 +75,38 @@ impl Sums {
                 .is_some_and(|(source, known)| source == replica && *known == generation),
         }
     }
-}
 
-/// Whether two sets of statistics hold the same figures, whatever their order.
-fn same_figures(a: &pb::CorpusStats, b: &pb::CorpusStats) -> bool {
-    fn fields(s: &pb::CorpusStats) -> Vec<(&str, u64)> {
-        let mut f: Vec<_> = s
+    /// Whether a shard's `part` of these sums holds the figures of `stats`, whatever their
+    /// order.
+    fn same_figures(&self, part: &Part, stats: &pb::CorpusStats) -> bool {
+        let mut ours: Vec<(&str, u64)> =
+            part.fields.iter().map(|(f, t)| (f.as_str(), *t)).collect();
+        let mut theirs: Vec<(&str, u64)> = stats
             .fields
             .iter()
             .map(|f| (f.field.as_str(), f.total_tokens))
             .collect();
-        f.sort_unstable();
-        f
-    }
-    fn terms(s: &pb::CorpusStats) -> Vec<(&[u8], u64)> {
-        let mut t: Vec<_> = s
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        if part.num_docs != stats.num_docs || ours != theirs {
+            return false;
+        }
+        let mut ours: Vec<(&[u8], u64)> = self
+            .stats
+            .terms
+            .iter()
+            .zip(&part.doc_freqs)
+            .map(|(t, df)| (t.term.as_slice(), *df))
+            .collect();
+        let mut theirs: Vec<(&[u8], u64)> = stats
             .terms
             .iter()
             .map(|t| (t.term.as_slice(), t.doc_freq))
             .collect();
-        t.sort_unstable();
-        t
+        ours.sort_unstable();
+        theirs.sort_unstable();
+        ours == theirs
     }
-    a.num_docs == b.num_docs && fields(a) == fields(b) && terms(a) == terms(b)
 }
 
 /// Where statistics handed to [`StatsCache::absorb`] come from.
@@ -201,6 +223,9 @@ impl StatsCache {
         stats: &pb::CorpusStats,
         origin: Origin,
     ) {
+        if stats.terms.len() > MAX_TERMS_PER_ANSWER {
+            return;
+        }
         let mut inner = self.inner.lock();
         let Some(cached) = inner.shards.get_mut(shard as usize) else {
             return;
@@ -271,7 +296,7 @@ impl StatsCache {
 struct Sum<'a> {
     terms: &'a [Vec<u8>],
     sources: Vec<Source>,
-    parts: Vec<Option<pb::CorpusStats>>,
+    parts: Vec<Option<Part>>,
     num_docs: u64,
     fields: Vec<(String, u64)>,
     doc_freqs: Vec<u64>,
@@ -308,24 +333,10 @@ impl<'a> Sum<'a> {
             return false;
         };
         self.sources.push(shard.source.clone());
-        self.parts.push(Some(pb::CorpusStats {
+        self.parts.push(Some(Part {
             num_docs: *num_docs,
-            fields: fields
-                .iter()
-                .map(|(field, total_tokens)| pb::FieldStat {
-                    field: field.clone(),
-                    total_tokens: *total_tokens,
-                })
-                .collect(),
-            terms: self
-                .terms
-                .iter()
-                .zip(&dfs)
-                .map(|(term, df)| pb::TermStat {
-                    term: term.clone(),
-                    doc_freq: **df,
-                })
-                .collect(),
+            fields: fields.clone(),
+            doc_freqs: dfs.iter().map(|df| **df).collect(),
         }));
         self.num_docs = self.num_docs.saturating_add(*num_docs);
         for (field, tokens) in fields {

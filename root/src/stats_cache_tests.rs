@@ -200,3 +200,20 @@ fn a_source_that_leaves_takes_its_figures_along() {
     cache.forget_replicas(0, &["r0".into()]);
     assert!(cache.lookup("a").is_none());
 }
+
+#[test]
+fn an_answer_with_more_terms_than_any_query_uses_is_not_taken_in() {
+    let cache = StatsCache::new(1);
+    let huge = pb::CorpusStats {
+        terms: (0..=MAX_TERMS_PER_ANSWER as u64)
+            .map(|i| pb::TermStat {
+                term: i.to_be_bytes().to_vec(),
+                doc_freq: 1,
+            })
+            .collect(),
+        ..stats(10, &[])
+    };
+    cache.absorb("a", ("r0", 1), 0, &huge, Origin::Asked);
+    assert!(cache.source(0).is_none());
+    assert!(cache.sum_known("a").is_none());
+}
