@@ -221,20 +221,6 @@ pub async fn search(
         .after
         .is_none()
         .then(|| quarantine::Run::new(fingerprint, window));
-    let proven: Vec<bool> = (0..cluster.shards().len() as ShardId)
-        .map(|shard| run.is_some_and(|run| cluster.known_good.contains(run, shard)))
-        .collect();
-    let (sums, stats_source) = scoring_stats(cluster, plan, deadline, &proven, fingerprint).await?;
-    let stats_us = plan.debug.then(|| started.elapsed().as_micros() as u64);
-    let request = pb::SearchRequest {
-        query: plan.query.clone(),
-        size: window as u32,
-        from: 0,
-        timeout_ms: plan.timeout.as_millis().min(u128::from(u32::MAX)) as u32,
-        global_stats: sums.as_ref().map(|s| s.stats.clone()),
-        search_after: plan.after.clone(),
-        stats_generation: None,
-    };
     let round = Round {
         cluster,
         config,
@@ -243,6 +229,22 @@ pub async fn search(
         debug: plan.debug,
         run,
         deadline,
+    };
+    let (sums, stats_source) =
+        scoring_stats(cluster, plan, deadline, &round.proven(), fingerprint).await?;
+    let stats_us = plan.debug.then(|| started.elapsed().as_micros() as u64);
+    let request = pb::SearchRequest {
+        query: plan.query.clone(),
+        size: window as u32,
+        from: 0,
+        // What is left of the deadline after the statistics round trip.
+        timeout_ms: deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis()
+            .clamp(1, u128::from(u32::MAX)) as u32,
+        global_stats: sums.as_ref().map(|s| s.stats.clone()),
+        search_after: plan.after.clone(),
+        stats_generation: None,
     };
     let scattered = Instant::now();
     let gathered = round.run(&request, sums.as_ref(), deadline).await;

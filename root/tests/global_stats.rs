@@ -7,12 +7,11 @@
 //! shared data is at hand (`FANOUT_SHARED_DATA`, or `../shared/data` beside the repository),
 //! the sbg query log too.
 
-use fanout_leaf::server::LeafHandle;
-use fanout_leaf::{LeafService, SchemaConfig, ShardIndex, WriterOptions};
-use fanout_proto::{shard_for_id, ReplicaAddr, ShardSpec, Topology};
+use fanout_leaf::{SchemaConfig, ShardIndex, WriterOptions};
+use fanout_proto::shard_for_id;
 use fanout_root::RootConfig;
 use serde_json::Value;
-use support::{demo, start_root};
+use support::{demo, serve_shards, start_root};
 
 mod support;
 
@@ -116,28 +115,20 @@ async fn every_split_ranks_exactly_as_one_index_and_per_shard_statistics_do_not(
     );
 
     for shards in [1u32, 2, 3, 8] {
-        let mut leaves = Vec::new();
-        let mut specs = Vec::new();
-        for shard in 0..shards {
-            let index = ShardIndex::in_ram(shard, SchemaConfig::default(), &options).unwrap();
-            let mine: Vec<&str> = docs
-                .iter()
-                .filter(|(id, _)| shard_for_id(id, shards) == shard)
-                .map(|(_, l)| l.as_str())
-                .collect();
-            index.index_batch(shard, shards, &mine).unwrap();
-            index.commit().unwrap();
-            let leaf =
-                LeafHandle::spawn("127.0.0.1:0", LeafService::new(index, format!("s{shard}")))
-                    .await
-                    .unwrap();
-            specs.push(ShardSpec {
-                id: shard,
-                replicas: vec![ReplicaAddr::parse(&leaf.addr.to_string()).unwrap()],
-            });
-            leaves.push(leaf);
-        }
-        let topology = Topology::new(specs).unwrap();
+        let indexes = (0..shards)
+            .map(|shard| {
+                let index = ShardIndex::in_ram(shard, SchemaConfig::default(), &options).unwrap();
+                let mine: Vec<&str> = docs
+                    .iter()
+                    .filter(|(id, _)| shard_for_id(id, shards) == shard)
+                    .map(|(_, l)| l.as_str())
+                    .collect();
+                index.index_batch(shard, shards, &mine).unwrap();
+                index.commit().unwrap();
+                index
+            })
+            .collect();
+        let (leaves, topology) = serve_shards(indexes).await;
         let (http, root) = start_root(&topology, RootConfig::default()).await;
 
         let mut compared = 0;

@@ -33,6 +33,24 @@ pub async fn start_root(
     )
 }
 
+/// Serves each index (shard `i` is the `i`th) from one leaf on a free port; returns the leaves
+/// and their topology, one replica per shard.
+pub async fn serve_shards(indexes: Vec<ShardIndex>) -> (Vec<LeafHandle>, Topology) {
+    let mut leaves = Vec::new();
+    let mut specs = Vec::new();
+    for (shard, index) in indexes.into_iter().enumerate() {
+        let leaf = LeafHandle::spawn("127.0.0.1:0", LeafService::new(index, format!("s{shard}")))
+            .await
+            .unwrap();
+        specs.push(fanout_proto::ShardSpec {
+            id: shard as u32,
+            replicas: vec![fanout_proto::ReplicaAddr::parse(&leaf.addr.to_string()).unwrap()],
+        });
+        leaves.push(leaf);
+    }
+    (leaves, Topology::new(specs).unwrap())
+}
+
 /// One empty in-RAM leaf serving shard 0 on a free port, and the topology of it alone.
 pub async fn empty_leaf() -> (LeafHandle, Topology) {
     let index = ShardIndex::in_ram(0, SchemaConfig::default(), &WriterOptions::default()).unwrap();
