@@ -46,6 +46,7 @@ const CRATES: &[(&str, &[&str])] = &[
         &[
             "hedge",
             "replica",
+            "admission",
             "config",
             "cursor",
             "merge",

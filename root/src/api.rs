@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::admission::{Admission, Refusal};
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
 use crate::discovery::Discovery;
@@ -34,6 +35,8 @@ pub struct RootState {
     pub cluster: Arc<Cluster>,
     /// How searches are served.
     pub config: RootConfig,
+    /// The gate every search passes: how many run at once.
+    pub admission: Arc<Admission>,
     /// The Prometheus recorder `/metrics` renders, if any.
     pub metrics: Option<PrometheusHandle>,
     /// Where each shard's replicas come from when they are not fixed.
@@ -47,6 +50,7 @@ impl RootState {
     /// State over a cluster with fixed membership and no metrics.
     pub fn new(cluster: Arc<Cluster>, config: RootConfig) -> Self {
         Self {
+            admission: Admission::new(&config.admission),
             cluster,
             config,
             metrics: None,
@@ -138,10 +142,34 @@ async fn search_post(
     run(&state, params).await
 }
 
+/// Validates (a bad request costs no place), passes the admission gate, searches. A search
+/// every shard answered is a latency sample for the concurrency limit; a partial one is not:
+/// its time is a fault's, not the load's.
 async fn run(state: &RootState, params: SearchParams) -> Result<Json<SearchResult>, ApiError> {
     let plan = params.validate(&state.config)?;
+    let mut permit = state
+        .admission
+        .admit(plan.deadline())
+        .await
+        .map_err(|why| overloaded(&state.admission, why))?;
     let result = search(&state.cluster, &state.config, &plan).await?;
+    if !result.partial {
+        permit.complete();
+    }
     Ok(Json(result))
+}
+
+/// The refusal a client sees: what was full, and when to come back (`Retry-After`).
+fn overloaded(admission: &Admission, why: Refusal) -> ApiError {
+    let limit = admission.limit();
+    ApiError::Overloaded(match why {
+        Refusal::QueueFull => format!(
+            "overloaded: {limit} searches are running, the most this root runs at once, and its queue is full; retry after 1 s"
+        ),
+        Refusal::Deadline => format!(
+            "overloaded: {limit} searches are running, the most this root runs at once, and no place freed in time to answer within the deadline; retry after 1 s"
+        ),
+    })
 }
 
 async fn ready(State(state): State<Arc<RootState>>) -> Response {

@@ -10,6 +10,7 @@ use fanout_proto::Topology;
 
 use fanout_proto::args::{duration_at_least, parse_duration};
 
+use crate::admission::{AdmissionPolicy, LimitMode};
 use crate::api::RootState;
 use crate::cluster::Cluster;
 use crate::config::RootConfig;
@@ -107,6 +108,20 @@ pub struct Args {
     /// Hedges that may be sent in a burst when the budget is full.
     #[arg(long, env = "FANOUT_ROOT_HEDGE_BURST", default_value_t = 10.0, value_parser = non_negative)]
     pub hedge_burst: f64,
+    /// How many searches run at once: `adaptive` (a limit that follows the measured latency,
+    /// between 4 and --max-in-flight), a fixed number, or `off` (no limit). Past the limit a
+    /// search waits in a short queue, and past that it is refused with 503 and `Retry-After`.
+    #[arg(long, env = "FANOUT_ROOT_ADMISSION", default_value = "adaptive", value_parser = limit_mode)]
+    pub admission: LimitMode,
+    /// The adaptive limit's ceiling.
+    #[arg(long, env = "FANOUT_ROOT_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(4..))]
+    pub max_in_flight: u32,
+    /// Searches that may wait for a place once the limit is reached; 0 refuses at once.
+    #[arg(long, env = "FANOUT_ROOT_ADMISSION_QUEUE", default_value_t = 64)]
+    pub admission_queue: u32,
+    /// Longest a search waits for a place (never past what its deadline allows).
+    #[arg(long, env = "FANOUT_ROOT_ADMISSION_WAIT", default_value = "50ms", value_parser = parse_duration)]
+    pub admission_wait: Duration,
     /// Failures in a row that eject a replica.
     #[arg(long, env = "FANOUT_ROOT_EJECT_AFTER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
     pub eject_after: u32,
@@ -162,6 +177,14 @@ impl Args {
             self.eject_backoff,
             "--eject-backoff",
         )?;
+        let admission = AdmissionPolicy {
+            mode: self.admission,
+            max_in_flight: self.max_in_flight as usize,
+            queue: self.admission_queue as usize,
+            max_wait: self.admission_wait,
+            ..AdmissionPolicy::default()
+        };
+        admission.validate().map_err(anyhow::Error::msg)?;
         Ok(RootConfig {
             default_timeout: self.default_timeout,
             max_timeout: self.max_timeout,
@@ -172,6 +195,7 @@ impl Args {
             write_timeout: self.write_timeout,
             max_connections: self.max_connections as usize,
             stats: self.stats,
+            admission,
             hedge: HedgePolicy {
                 enabled: self.hedge == Switch::On,
                 percentile: self.hedge_percentile,
@@ -208,6 +232,20 @@ fn at_least(value: Duration, name: &str, floor: Duration, floor_name: &str) -> a
         anyhow::bail!("{name} ({value:?}) must be at least {floor_name} ({floor:?})");
     }
     Ok(())
+}
+
+/// `adaptive`, `off`, or a fixed limit of at least 1.
+fn limit_mode(s: &str) -> Result<LimitMode, String> {
+    match s {
+        "adaptive" => Ok(LimitMode::Adaptive),
+        "off" => Ok(LimitMode::Off),
+        n => match n.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(LimitMode::Fixed(n)),
+            _ => Err(format!(
+                "{s:?} is not `adaptive`, `off` or a number of searches of at least 1"
+            )),
+        },
+    }
 }
 
 /// A number from 0 to 1.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use fanout_proto::query::QueryLimits;
 use serde::{Deserialize, Serialize};
 
+use crate::admission::AdmissionPolicy;
 use crate::hedge::HedgePolicy;
 use crate::replica::ReplicaPolicy;
 
@@ -32,6 +33,8 @@ pub struct RootConfig {
     pub hedge: HedgePolicy,
     /// How replicas' latency is tracked and when a failing replica is ejected.
     pub replica: ReplicaPolicy,
+    /// How many searches run at once, and what becomes of the rest.
+    pub admission: AdmissionPolicy,
     /// Which BM25 statistics searches score with unless they say. Default: the cluster's.
     pub stats: StatsMode,
     /// How long the root keeps serving after it was told to stop, with readiness failing, so
@@ -64,6 +67,7 @@ impl Default for RootConfig {
             probe_timeout: Duration::from_millis(500),
             hedge: HedgePolicy::default(),
             replica: ReplicaPolicy::default(),
+            admission: AdmissionPolicy::default(),
             stats: StatsMode::Global,
             shutdown_delay: Duration::ZERO,
             header_read_timeout: Duration::from_secs(10),

@@ -32,6 +32,10 @@ pub enum ApiError {
     /// A shard did not answer within the deadline and the request said `allow_partial=false`.
     #[error("{0}")]
     GatewayTimeout(String),
+    /// The root is at its concurrency limit and its queue is full, or the search could not
+    /// have started in time: refused at once so that the client can retry elsewhere or later.
+    #[error("{0}")]
+    Overloaded(String),
     /// The query is quarantined: a replica's connection broke while serving it.
     #[error("this query was being served when a replica's connection broke, so it may crash leaves; it is refused for the next {retry_after_s} s")]
     Quarantined {
@@ -50,7 +54,7 @@ impl ApiError {
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Unavailable(_) | ApiError::Quarantined { .. } => {
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) | ApiError::Quarantined { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -65,10 +69,16 @@ impl IntoResponse for ApiError {
             "error": { "status": status.as_u16(), "reason": self.to_string() }
         });
         let mut response = (status, Json(body)).into_response();
-        if let ApiError::Quarantined { retry_after_s } = self {
+        let retry_after_s = match self {
+            ApiError::Quarantined { retry_after_s } => Some(retry_after_s),
+            // Long enough for the queues to drain; short enough not to lose the client.
+            ApiError::Overloaded(_) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after_s {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(retry_after_s),
+                axum::http::HeaderValue::from(seconds),
             );
         }
         response

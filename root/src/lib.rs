@@ -7,6 +7,7 @@
 //! 1. Values and policies:
 //!    - [`hedge`]: the hedge delay (a recent latency percentile) and the hedge budget;
 //!    - [`replica`]: one replica's in-flight count, peak-EWMA latency and ejection state;
+//!    - [`admission`]: the adaptive concurrency limit, its short queue and fast refusals;
 //!    - [`config`]: the root's configuration and its defaults;
 //!    - [`cursor`]: the `search_after` cursor, a hit's place in the total order;
 //!    - [`merge`]: the pure merge of partial top-k lists and the documented rank order;
@@ -32,6 +33,7 @@
 //!    - [`server`]: `serve(listener, state, shutdown)`;
 //!    - [`cli`]: the `fanout-root` command line.
 
+pub mod admission;
 pub mod api;
 pub mod choose;
 pub mod cli;

@@ -57,6 +57,9 @@ pub struct SearchPlan {
     pub from: usize,
     /// The deadline, from arrival.
     pub timeout: Duration,
+    /// When the search arrived (was validated): time spent waiting for admission counts
+    /// against its deadline.
+    pub arrived: Instant,
     /// Whether shard requests may be hedged.
     pub hedge: bool,
     /// Whether a missing shard is a partial answer, not an error.
@@ -69,9 +72,17 @@ pub struct SearchPlan {
     pub after: Option<pb::SearchAfter>,
 }
 
+impl SearchPlan {
+    /// When the answer is due.
+    pub fn deadline(&self) -> Instant {
+        self.arrived + self.timeout
+    }
+}
+
 impl SearchParams {
     /// Checks the parameters against the configured limits, with a message that names the limit.
     pub fn validate(self, config: &RootConfig) -> Result<SearchPlan, ApiError> {
+        let arrived = Instant::now();
         let query = self.q.unwrap_or_default();
         if query.trim().is_empty() {
             return Err(ApiError::BadRequest(
@@ -130,6 +141,7 @@ impl SearchParams {
             size,
             from,
             timeout,
+            arrived,
             hedge: self.hedge.unwrap_or(true),
             allow_partial: self.allow_partial.unwrap_or(true),
             debug: self.debug.unwrap_or(false),
@@ -204,8 +216,8 @@ pub async fn search(
     config: &RootConfig,
     plan: &SearchPlan,
 ) -> Result<SearchResult, ApiError> {
-    let started = Instant::now();
-    let deadline = started + plan.timeout;
+    let started = plan.arrived;
+    let deadline = plan.deadline();
     let fingerprint = quarantine::fingerprint(&plan.query);
     if let Err(left) = cluster.quarantine.check(fingerprint) {
         return Err(ApiError::Quarantined {

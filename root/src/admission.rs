@@ -1,0 +1,369 @@
+//! Admission control: how many searches a root runs at once, and what becomes of the rest.
+//!
+//! Every search fans out to every shard, so a root that takes in more searches than the
+//! leaves can serve builds queues everywhere: in its own tasks, in h2 streams, in the leaves'
+//! search slots. Latency then grows for everyone, until every answer misses its deadline and
+//! the cluster does full work for nobody. A bounded number of searches in flight keeps the
+//! queues short and the answers fast; past it a search waits briefly in a short queue, and past
+//! that it is refused at once (HTTP 503 with `Retry-After`), which a client can act on.
+//!
+//! The limit adapts to the measured latency with a gradient, as Netflix's concurrency-limits
+//! `Gradient2` does (after TCP Vegas): a short average of search latencies against a long one.
+//! While the short one stays within `TOLERANCE` of the long one, queues are not building and
+//! the limit grows by its square root; when it rises above, the limit shrinks in proportion.
+//! Only searches that every shard answered are samples: a search cut short by its deadline (a
+//! hung shard, `timeout_ms=1`), refused, or dropped by its client says nothing about how long
+//! a search takes, and counting it would drive the limit down for a fault that admission cannot
+//! help with.
+//!
+//! A queued search waits at most the policy's `max_wait`, and no longer than its deadline
+//! leaves time to run it (by the current latency estimate): a search that would start too late
+//! to answer is refused now rather than run for nobody.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// How the concurrency limit is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitMode {
+    /// Adapts to latency between `min_in_flight` and `max_in_flight`.
+    Adaptive,
+    /// A fixed number of searches at once.
+    Fixed(usize),
+    /// No limit: every search runs at once (the behaviour before admission control).
+    Off,
+}
+
+/// How a root admits searches.
+#[derive(Clone, Debug)]
+pub struct AdmissionPolicy {
+    /// How the limit is set. Default adaptive.
+    pub mode: LimitMode,
+    /// The adaptive limit's start. Default 16.
+    pub initial: usize,
+    /// The adaptive limit's floor. Default 4.
+    pub min_in_flight: usize,
+    /// The adaptive limit's ceiling. Default 256.
+    pub max_in_flight: usize,
+    /// Searches that may wait for a place; past it they are refused. Default 64.
+    pub queue: usize,
+    /// Longest a search waits in the queue. Default 50 ms.
+    pub max_wait: Duration,
+}
+
+impl Default for AdmissionPolicy {
+    fn default() -> Self {
+        Self {
+            mode: LimitMode::Adaptive,
+            initial: 16,
+            min_in_flight: 4,
+            max_in_flight: 256,
+            queue: 64,
+            max_wait: Duration::from_millis(50),
+        }
+    }
+}
+
+impl AdmissionPolicy {
+    /// Checks that the bounds make sense, naming what does not.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.min_in_flight == 0 {
+            return Err("the least number of searches in flight must be at least 1".into());
+        }
+        if self.min_in_flight > self.max_in_flight {
+            return Err(format!(
+                "the adaptive limit's floor ({}) is above its ceiling ({})",
+                self.min_in_flight, self.max_in_flight
+            ));
+        }
+        if self.mode == LimitMode::Fixed(0) {
+            return Err("a fixed limit must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why a search was not admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The limit is reached and the queue is full.
+    QueueFull,
+    /// It waited as long as it may, or its deadline leaves too little time to run it.
+    Deadline,
+}
+
+impl Refusal {
+    /// Its name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::QueueFull => "queue_full",
+            Refusal::Deadline => "deadline",
+        }
+    }
+}
+
+/// Short average latency over the long one above which the limit shrinks.
+const TOLERANCE: f64 = 1.5;
+/// Weights of a new sample in the short and long averages: about 10 and 500 searches.
+const SHORT_WEIGHT: f64 = 0.1;
+const LONG_WEIGHT: f64 = 0.002;
+/// How much of each newly computed limit is taken in.
+const SMOOTHING: f64 = 0.2;
+
+/// The gradient limiter: pure arithmetic on latency samples.
+#[derive(Clone, Debug)]
+pub struct GradientLimit {
+    limit: f64,
+    min: f64,
+    max: f64,
+    short_us: Option<f64>,
+    long_us: Option<f64>,
+}
+
+impl GradientLimit {
+    /// A limiter starting at `initial`, kept within `min..=max`.
+    pub fn new(initial: usize, min: usize, max: usize) -> Self {
+        let (min, max) = (min.max(1) as f64, max.max(min.max(1)) as f64);
+        Self {
+            limit: (initial as f64).clamp(min, max),
+            min,
+            max,
+            short_us: None,
+            long_us: None,
+        }
+    }
+
+    /// The limit now.
+    pub fn limit(&self) -> usize {
+        self.limit as usize
+    }
+
+    /// The recent average latency, once there is one.
+    pub fn estimate(&self) -> Option<Duration> {
+        self.short_us.map(|us| Duration::from_micros(us as u64))
+    }
+
+    /// Takes in the latency of a search that ran with `in_flight` searches at once.
+    pub fn sample(&mut self, latency: Duration, in_flight: usize) {
+        let rtt = latency.as_secs_f64() * 1e6;
+        let blend = |old: Option<f64>, weight: f64| match old {
+            Some(old) => old * (1.0 - weight) + rtt * weight,
+            None => rtt,
+        };
+        let short = blend(self.short_us, SHORT_WEIGHT);
+        let mut long = blend(self.long_us, LONG_WEIGHT);
+        // Latency fell well below what the long average remembers (a slow spell ended): pull
+        // the long average down faster, or the limit would stay high on a stale baseline.
+        if long / short.max(1.0) > 2.0 {
+            long *= 0.95;
+        }
+        self.short_us = Some(short);
+        self.long_us = Some(long);
+        // With fewer than half the places used, latency says nothing about the limit: it would
+        // grow without bound under a light load and then let a burst in at once.
+        if (in_flight as f64) < self.limit / 2.0 {
+            return;
+        }
+        let gradient = (TOLERANCE * long / short.max(1.0)).clamp(0.5, 1.0);
+        let proposed = self.limit * gradient + self.limit.sqrt();
+        self.limit =
+            (self.limit * (1.0 - SMOOTHING) + proposed * SMOOTHING).clamp(self.min, self.max);
+    }
+}
+
+struct State {
+    limiter: GradientLimit,
+    in_flight: usize,
+    waiting: VecDeque<oneshot::Sender<()>>,
+}
+
+/// The gate every search passes: a permit while it runs, a short wait, or a refusal.
+pub struct Admission {
+    policy: AdmissionPolicy,
+    state: Mutex<State>,
+    limit_gauge: metrics::Gauge,
+    in_flight_gauge: metrics::Gauge,
+    queued_gauge: metrics::Gauge,
+    refused: [metrics::Counter; 2],
+}
+
+impl Admission {
+    /// A gate with nothing in flight.
+    pub fn new(policy: &AdmissionPolicy) -> Arc<Self> {
+        let initial = match policy.mode {
+            LimitMode::Adaptive => policy.initial,
+            LimitMode::Fixed(n) => n,
+            LimitMode::Off => usize::MAX,
+        };
+        let refused = [Refusal::QueueFull, Refusal::Deadline]
+            .map(|r| metrics::counter!("fanout_root_refused_total", "reason" => r.as_str()));
+        let admission = Self {
+            policy: policy.clone(),
+            state: Mutex::new(State {
+                limiter: GradientLimit::new(
+                    initial,
+                    policy.min_in_flight,
+                    policy.max_in_flight,
+                ),
+                in_flight: 0,
+                waiting: VecDeque::new(),
+            }),
+            limit_gauge: metrics::gauge!("fanout_root_admission_limit"),
+            in_flight_gauge: metrics::gauge!("fanout_root_searches_in_flight"),
+            queued_gauge: metrics::gauge!("fanout_root_admission_queued"),
+            refused,
+        };
+        admission.limit_gauge.set(admission.limit() as f64);
+        Arc::new(admission)
+    }
+
+    /// The most searches run at once now.
+    pub fn limit(&self) -> usize {
+        let state = self.state.lock();
+        self.current_limit(&state)
+    }
+
+    fn current_limit(&self, state: &State) -> usize {
+        match self.policy.mode {
+            LimitMode::Adaptive => state.limiter.limit(),
+            LimitMode::Fixed(n) => n,
+            LimitMode::Off => usize::MAX,
+        }
+    }
+
+    /// Searches running now.
+    pub fn in_flight(&self) -> usize {
+        self.state.lock().in_flight
+    }
+
+    /// Admits a search that must answer by `deadline`: at once if there is a place, after a
+    /// short wait in the queue if one frees in time, else refuses it.
+    pub async fn admit(self: &Arc<Self>, deadline: Instant) -> Result<Permit, Refusal> {
+        let (receiver, wait_until) = {
+            let mut state = self.state.lock();
+            if state.in_flight < self.current_limit(&state) && state.waiting.is_empty() {
+                state.in_flight += 1;
+                self.in_flight_gauge.set(state.in_flight as f64);
+                return Ok(self.permit());
+            }
+            // Searches whose clients left while queued still hold their senders.
+            state.waiting.retain(|sender| !sender.is_closed());
+            if state.waiting.len() >= self.policy.queue {
+                return Err(self.refuse(Refusal::QueueFull));
+            }
+            let now = Instant::now();
+            let run_time = state.limiter.estimate().unwrap_or(Duration::ZERO);
+            let latest_start = deadline.checked_sub(run_time).unwrap_or(now);
+            let wait_until = (now + self.policy.max_wait).min(latest_start);
+            if wait_until <= now {
+                return Err(self.refuse(Refusal::Deadline));
+            }
+            let (sender, receiver) = oneshot::channel();
+            state.waiting.push_back(sender);
+            self.queued_gauge.set(state.waiting.len() as f64);
+            (receiver, wait_until)
+        };
+        let mut waiter = Waiter {
+            receiver,
+            admitted: false,
+            admission: self,
+        };
+        match tokio::time::timeout_at(wait_until, &mut waiter.receiver).await {
+            Ok(Ok(())) => {
+                waiter.admitted = true;
+                Ok(self.permit())
+            }
+            // The gate dropped the sender: only when it is dropped itself.
+            Ok(Err(_)) => Err(self.refuse(Refusal::QueueFull)),
+            Err(_) => Err(self.refuse(Refusal::Deadline)),
+        }
+    }
+
+    fn permit(self: &Arc<Self>) -> Permit {
+        Permit {
+            admission: Arc::clone(self),
+            started: Instant::now(),
+            complete: false,
+        }
+    }
+
+    fn refuse(&self, why: Refusal) -> Refusal {
+        self.refused[why as usize].increment(1);
+        why
+    }
+
+    /// Gives a place back, with the latency of a complete search if there is one, and hands
+    /// free places to the searches waiting longest.
+    fn release(&self, sample: Option<Duration>) {
+        let mut state = self.state.lock();
+        if let Some(latency) = sample {
+            let in_flight = state.in_flight;
+            state.limiter.sample(latency, in_flight);
+        }
+        state.in_flight -= 1;
+        let limit = self.current_limit(&state);
+        while state.in_flight < limit {
+            let Some(next) = state.waiting.pop_front() else {
+                break;
+            };
+            // A send fails only when the waiter left; the place goes to the next one.
+            if next.send(()).is_ok() {
+                state.in_flight += 1;
+            }
+        }
+        self.limit_gauge.set(limit.min(self.policy.max_in_flight) as f64);
+        self.in_flight_gauge.set(state.in_flight as f64);
+        self.queued_gauge.set(state.waiting.len() as f64);
+    }
+}
+
+/// A queued search's side of the handover. Dropped without being admitted (its client left,
+/// or its wait ran out) just as a place was handed to it, it gives that place back: otherwise
+/// the place would be lost for good.
+struct Waiter<'a> {
+    receiver: oneshot::Receiver<()>,
+    admitted: bool,
+    admission: &'a Admission,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if self.admitted {
+            return;
+        }
+        self.receiver.close();
+        if self.receiver.try_recv().is_ok() {
+            self.admission.release(None);
+        }
+    }
+}
+
+/// A place for one search, given back when dropped.
+pub struct Permit {
+    admission: Arc<Admission>,
+    started: Instant,
+    complete: bool,
+}
+
+impl Permit {
+    /// Marks the search as answered by every shard: its latency is a sample for the limit.
+    pub fn complete(&mut self) {
+        self.complete = true;
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let sample = self.complete.then(|| self.started.elapsed());
+        self.admission.release(sample);
+    }
+}
+
+#[cfg(test)]
+#[path = "admission_tests.rs"]
+mod tests;
