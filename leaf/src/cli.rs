@@ -39,6 +39,10 @@ pub struct Args {
     /// Default: the number of CPUs.
     #[arg(long, env = "FANOUT_LEAF_MAX_CONCURRENT_SEARCHES", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_searches: Option<u32>,
+    /// Searches that may wait for a slot; one more is refused at once as busy
+    /// (RESOURCE_EXHAUSTED), and a root asks another replica. Default: 16 per slot.
+    #[arg(long, env = "FANOUT_LEAF_MAX_QUEUED_SEARCHES")]
+    pub max_queued_searches: Option<u32>,
     /// Memory budget of the index writer, in MiB, shared by its threads: at least 15 per
     /// thread.
     #[arg(long, env = "FANOUT_LEAF_WRITER_MEMORY_MB", default_value_t = 64, value_parser = clap::value_parser!(u32).range(15..))]
@@ -107,6 +111,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_log_bytes: args.max_uncommitted_mb << 20,
     })
     .with_shutdown_delay(args.shutdown_delay);
+    let leaf = match args.max_queued_searches {
+        Some(queued) => leaf.with_search_queue(queued as usize),
+        None => leaf,
+    };
     let leaf = if args.await_seed {
         leaf.with_seed_gate(SeedGate::open(&args.data_dir))
     } else {

@@ -31,6 +31,13 @@ pub enum LeafError {
     /// The write-ahead log could not be written or read: nothing was acknowledged.
     #[error(transparent)]
     Log(#[from] crate::wal::WalError),
+    /// Every search slot is taken and the queue for them is full: refused without any work,
+    /// so the caller can ask another replica.
+    #[error("busy: {queued} searches are already waiting for a search slot")]
+    Busy {
+        /// Searches waiting.
+        queued: usize,
+    },
     /// The caller gave up, so the work was skipped or stopped.
     #[error("cancelled by the caller")]
     Cancelled,
@@ -67,6 +74,8 @@ impl From<LeafError> for tonic::Status {
                 tonic::Status::invalid_argument(message)
             }
             LeafError::WrongShard { .. } => tonic::Status::failed_precondition(message),
+            // Roots take it as "ask another replica", never as a fault of this one.
+            LeafError::Busy { .. } => tonic::Status::resource_exhausted(message),
             LeafError::Cancelled => tonic::Status::cancelled(message),
             LeafError::DeadlineExceeded => tonic::Status::deadline_exceeded(message),
             // Retryable: a full disk may drain, and a restarted leaf has a fresh log.

@@ -15,6 +15,13 @@ use crate::service::LeafService;
 
 use fanout_proto::MAX_MESSAGE_BYTES;
 
+/// Streams a connection may have reset before they were accepted (see [`serve`]).
+const MAX_PENDING_RESETS: usize = 4_096;
+/// Requests in flight on one connection; more wait in the peer until one ends. Above what a
+/// leaf queues (its search slots and queue), so that the leaf's own fast refusal is what an
+/// overloaded root sees rather than a stall in h2.
+const MAX_CONCURRENT_STREAMS: u32 = 1_024;
+
 /// Serves the `fanout.v1.Leaf` and `grpc.health.v1.Health` services on `listener`.
 pub async fn serve(
     listener: TcpListener,
@@ -65,6 +72,14 @@ pub async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let server = tonic::transport::Server::builder()
+        // Roots cancel hedges that lost and searches whose deadline passed: under load many
+        // streams are reset before this server has even accepted them. h2's default allows 20
+        // of those per connection before it drops the connection (with every other request on
+        // it) as a rapid-reset attack; that turned an overload into failures and ejections.
+        // Leaves serve roots, which bound their own load (admission control), so the limit
+        // here is only a backstop.
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .add_service(health_service)
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown);

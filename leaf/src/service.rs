@@ -7,8 +7,13 @@
 //! async code. When a caller gives up (a hedge won on another replica, or the deadline passed),
 //! tonic drops the request's future: a search still waiting for a slot, or handed to the
 //! blocking pool but not yet started there, is skipped rather than run for nobody.
+//!
+//! At most `max_queued_searches` wait for a slot; one more is refused at once as busy
+//! (RESOURCE_EXHAUSTED), which a root takes as "ask another replica", not as a failure. A
+//! longer queue would only make every search in it later: past a few searches per slot, the
+//! wait alone outlasts a typical deadline.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
@@ -23,12 +28,18 @@ use crate::seed::SeedGate;
 use crate::stats::{CorpusStats, Supplied};
 use crate::top::After;
 
+/// Searches that may wait per search slot unless configured.
+pub const DEFAULT_QUEUED_PER_SLOT: usize = 16;
+
 /// One replica of one shard, ready to serve.
 #[derive(Clone)]
 pub struct LeafService {
     index: Arc<ShardIndex>,
     replica: String,
     search_slots: Arc<Semaphore>,
+    /// Searches waiting for a slot, and the most that may.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
     stats: Arc<SearchStats>,
     refresh: RefreshPolicy,
     shutdown_delay: std::time::Duration,
@@ -40,6 +51,7 @@ pub struct LeafService {
 pub struct SearchStats {
     run: AtomicU64,
     skipped: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl SearchStats {
@@ -51,6 +63,11 @@ impl SearchStats {
     /// Searches whose caller gave up before they started.
     pub fn skipped(&self) -> u64 {
         self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Searches refused as busy: the queue was full.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
@@ -83,6 +100,15 @@ impl Drop for Pending {
             // Dropped while waiting for a search slot.
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A search waiting for a slot; leaves the queue when dropped.
+struct QueuePlace(Arc<AtomicUsize>);
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -124,11 +150,19 @@ impl LeafService {
             index: Arc::new(index),
             replica: replica.into(),
             search_slots: Arc::new(Semaphore::new(slots.max(1))),
+            queued: Arc::default(),
+            max_queued: DEFAULT_QUEUED_PER_SLOT * slots.max(1),
             stats: Arc::new(SearchStats::default()),
             refresh: RefreshPolicy::default(),
             shutdown_delay: std::time::Duration::ZERO,
             seed: None,
         }
+    }
+
+    /// Lets at most `searches` wait for a slot; more are refused as busy.
+    pub fn with_search_queue(mut self, searches: usize) -> Self {
+        self.max_queued = searches;
+        self
     }
 
     /// On shutdown, keep serving this long while health says NOT_SERVING, so that roots stop
@@ -199,9 +233,15 @@ impl LeafService {
             handed_off: false,
             stats: Arc::clone(&self.stats),
         };
-        let slot = match Arc::clone(&self.search_slots).acquire_owned().await {
+        let slot = match Arc::clone(&self.search_slots).try_acquire_owned() {
             Ok(slot) => slot,
-            Err(_) => return Err(LeafError::Internal("search slots closed".into())),
+            Err(_) => {
+                let _place = self.queue_place()?;
+                match Arc::clone(&self.search_slots).acquire_owned().await {
+                    Ok(slot) => slot,
+                    Err(_) => return Err(LeafError::Internal("search slots closed".into())),
+                }
+            }
         };
         let stats = Arc::clone(&self.stats);
         pending.handed_off = true;
@@ -230,6 +270,17 @@ impl LeafService {
             .await;
         drop(pending);
         result
+    }
+
+    /// A place in the queue for a slot, or busy if the queue is full.
+    fn queue_place(&self) -> Result<QueuePlace, LeafError> {
+        let waiting = self.queued.fetch_add(1, Ordering::AcqRel);
+        let place = QueuePlace(Arc::clone(&self.queued));
+        if waiting >= self.max_queued {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(LeafError::Busy { queued: waiting });
+        }
+        Ok(place)
     }
 
     /// The shard's BM25 statistics for a query's terms, and their generation.
@@ -354,6 +405,33 @@ mod tests {
             (1, 1)
         );
         assert_eq!(leaf.info().searches_run, 1);
+    }
+
+    #[tokio::test]
+    async fn past_a_full_queue_a_search_is_refused_as_busy_at_once() {
+        let leaf = leaf(1).with_search_queue(1);
+        let held = Arc::clone(&leaf.search_slots).try_acquire_owned().unwrap();
+        let mut queued = Box::pin(leaf.search("apple".into(), (0, 10), None, None, None));
+        assert!(futures_poll_once(queued.as_mut()).await.is_none(), "queued");
+        let refused = leaf
+            .search("apple".into(), (0, 10), None, None, None)
+            .await;
+        assert!(
+            matches!(refused, Err(LeafError::Busy { queued: 1 })),
+            "{refused:?}"
+        );
+        let status = tonic::Status::from(refused.unwrap_err());
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(leaf.search_stats().refused(), 1);
+        drop(held);
+        assert_eq!(queued.await.unwrap().total_hits, 1);
+        // The queue emptied: the next one waits again rather than being refused.
+        let held = Arc::clone(&leaf.search_slots).try_acquire_owned().unwrap();
+        let mut queued = Box::pin(leaf.search("apple".into(), (0, 10), None, None, None));
+        assert!(futures_poll_once(queued.as_mut()).await.is_none());
+        drop(queued);
+        drop(held);
+        assert_eq!(leaf.queued.load(Ordering::Relaxed), 0);
     }
 
     /// Polls a future once: `Some(output)` if it was ready.

@@ -4,7 +4,8 @@
 //!   fields as a JSON body: search every shard, return the merged page.
 //! - `GET /v1/health`: liveness; 200 while the process serves HTTP.
 //! - `GET /v1/ready`: readiness; 200 while every shard has a reachable replica, else 503 naming
-//!   the shards without one; 503 too once the root is shutting down.
+//!   the shards without one; 503 too once the root is shutting down. `degraded` lists shards
+//!   with fewer live replicas than members (still 200 if each has one).
 //! - `GET /metrics`: Prometheus metrics, when the root was given a recorder.
 //!
 //! Anything else is a JSON 404. Errors are `{"error": {"status": N, "reason": "..."}}`.
@@ -25,7 +26,7 @@ use crate::cluster::Cluster;
 use crate::config::RootConfig;
 use crate::discovery::Discovery;
 use crate::error::ApiError;
-use crate::health::unavailable_shards;
+use crate::health::{degraded_shards, unavailable_shards};
 use crate::http_limits::within_limits;
 use crate::search::{search, SearchParams, SearchResult};
 
@@ -178,17 +179,31 @@ async fn ready(State(state): State<Arc<RootState>>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
     }
     let missing = unavailable_shards(&state.cluster);
+    let degraded = degraded_shards(&state.cluster);
     if missing.is_empty() {
-        Json(serde_json::json!({ "ready": true })).into_response()
+        let mut body = serde_json::json!({ "ready": true });
+        if !degraded.is_empty() {
+            // Still ready: every shard can answer, but with less to spare.
+            body["degraded"] = serde_json::json!(degraded);
+        }
+        Json(body).into_response()
     } else {
-        let body = serde_json::json!({ "ready": false, "shards_without_replica": missing });
+        let body = serde_json::json!({
+            "ready": false,
+            "shards_without_replica": missing,
+            "degraded": degraded,
+        });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 
 async fn metrics(State(state): State<Arc<RootState>>) -> Response {
     match &state.metrics {
-        Some(handle) => handle.render().into_response(),
+        Some(handle) => {
+            // Replica conditions change with time alone (an ejection ends): look now.
+            degraded_shards(&state.cluster);
+            handle.render().into_response()
+        }
         None => ApiError::NotFound("metrics are not enabled on this root".into()).into_response(),
     }
 }

@@ -6,23 +6,45 @@
 use std::sync::Arc;
 
 use crate::cluster::Replica;
-use crate::replica::ReplicaState;
+use crate::replica::{Condition, ReplicaState};
 
-/// Chooses a replica of `replicas` not yet tried for this request: power of two choices over the
-/// ones not ejected, or, if all untried ones are ejected, over those (their ejection may be
-/// stale).
-pub fn choose(replicas: &[Arc<Replica>], tried: &[bool]) -> Option<usize> {
-    let loads = |want_available: bool| -> Vec<Option<f64>> {
-        replicas
-            .iter()
-            .zip(tried)
-            .map(|(r, &t)| {
-                (!t && r.state.is_available() == want_available).then(|| load_score(&r.state))
-            })
-            .collect()
+/// Which replicas a request may go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Live replicas first; then, if none is left, stalled or busy ones; then ejected ones
+    /// (their ejection may be stale). For a primary or a retry: the shard must be asked.
+    Any,
+    /// Live replicas only. For a hedge: a second copy to a replica that is stalled, busy or
+    /// ejected would add load where it helps least.
+    Live,
+}
+
+/// Chooses a replica of `replicas` not yet tried for this request, by power of two choices over
+/// the best tier `reach` allows.
+pub fn choose(replicas: &[Arc<Replica>], tried: &[bool], reach: Reach) -> Option<usize> {
+    // 0: live; 1: not ejected, but stalled or busy; 2: ejected.
+    let tier = |r: &Replica| match r.state.condition() {
+        Condition::Up => 0,
+        Condition::Stalled | Condition::Busy => 1,
+        Condition::Ejected => 2,
     };
-    power_of_two_choices(&loads(true), |n| fastrand::usize(..n))
-        .or_else(|| power_of_two_choices(&loads(false), |n| fastrand::usize(..n)))
+    let tiers: Vec<Option<u8>> = replicas
+        .iter()
+        .zip(tried)
+        .map(|(r, &t)| (!t).then(|| tier(r)))
+        .collect();
+    let deepest = match reach {
+        Reach::Any => 2,
+        Reach::Live => 0,
+    };
+    (0..=deepest).find_map(|level| {
+        let loads: Vec<Option<f64>> = replicas
+            .iter()
+            .zip(&tiers)
+            .map(|(r, t)| (*t == Some(level)).then(|| load_score(&r.state)))
+            .collect();
+        power_of_two_choices(&loads, |n| fastrand::usize(..n))
+    })
 }
 
 /// The load score power of two choices compares: latency times queue length (+1, so an idle
@@ -65,21 +87,21 @@ mod tests {
         let set = replica_set(3);
         let replicas = set.replicas();
         for _ in 0..50 {
-            assert_eq!(choose(&replicas, &[true, false, true]), Some(1));
+            assert_eq!(choose(&replicas, &[true, false, true], Reach::Any), Some(1));
         }
-        assert_eq!(choose(&replicas, &[true, true, true]), None);
+        assert_eq!(choose(&replicas, &[true, true, true], Reach::Any), None);
         replicas[0].state.record_failure();
         replicas[0].state.record_failure();
         assert!(!replicas[0].state.is_available());
         for _ in 0..50 {
             assert_ne!(
-                choose(&replicas, &[false, false, false]),
+                choose(&replicas, &[false, false, false], Reach::Any),
                 Some(0),
                 "ejected replicas go last"
             );
         }
         assert_eq!(
-            choose(&replicas, &[false, true, true]),
+            choose(&replicas, &[false, true, true], Reach::Any),
             Some(0),
             "but are still a last resort"
         );
@@ -94,7 +116,7 @@ mod tests {
             replicas[0].state.start();
         }
         for _ in 0..20 {
-            assert_eq!(choose(&replicas, &[false, false]), Some(1));
+            assert_eq!(choose(&replicas, &[false, false], Reach::Any), Some(1));
         }
     }
 
@@ -142,7 +164,7 @@ mod tests {
     async fn load_grows_with_requests_in_flight() {
         let r = ReplicaState::new(&crate::replica::ReplicaPolicy::default());
         r.start();
-        r.finish(std::time::Duration::from_millis(1));
+        r.finish(std::time::Duration::from_millis(1), true);
         let idle = load_score(&r);
         r.start();
         r.start();

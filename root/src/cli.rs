@@ -131,6 +131,12 @@ pub struct Args {
     /// Longest ejection; at least --eject-backoff.
     #[arg(long, env = "FANOUT_ROOT_EJECT_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
     pub eject_max_backoff: Duration,
+    /// A replica with requests outstanding that answers none for this long is sent a health
+    /// check, which must answer within as long again; if it does not, the replica has stalled:
+    /// requests waiting on it are hedged at once (whatever the budget), new ones go elsewhere,
+    /// and a shard whose replicas all stalled answers at once as missing.
+    #[arg(long, env = "FANOUT_ROOT_STALL_AFTER", default_value = "100ms", value_parser = at_least_10ms)]
+    pub stall_after: Duration,
     /// Limits on what one query may ask, shared with the leaves.
     #[command(flatten)]
     pub query: fanout_proto::query::QueryLimitArgs,
@@ -209,6 +215,7 @@ impl Args {
                 consecutive_failures: self.eject_after,
                 base_backoff: self.eject_backoff,
                 max_backoff: self.eject_max_backoff,
+                stall_after: self.stall_after,
                 ..ReplicaPolicy::default()
             },
             query: self.query.limits(),

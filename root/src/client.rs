@@ -22,6 +22,10 @@ pub enum ShardError {
     /// The replica could not be reached or refused the request (not serving, shutting down).
     #[error("replica unavailable: {0}")]
     Unavailable(String),
+    /// The replica's queue is full: it refused the request without working on it. Not its
+    /// fault, so no failure against it; another replica may take the request.
+    #[error("replica busy: {0}")]
+    Busy(String),
     /// The request itself is bad (an unparsable query): every replica would say the same.
     #[error("{0}")]
     InvalidArgument(String),
@@ -58,6 +62,7 @@ impl ShardError {
         match status.code() {
             Code::DeadlineExceeded | Code::Cancelled => ShardError::Timeout,
             Code::InvalidArgument => ShardError::InvalidArgument(message),
+            Code::ResourceExhausted => ShardError::Busy(message),
             code if is_transient(code) => ShardError::Unavailable(if message.is_empty() {
                 code.to_string()
             } else {

@@ -18,7 +18,7 @@ use crate::config::RootConfig;
 use crate::hedge::{HedgeBudget, LatencyWindow};
 use crate::metrics::ShardMetrics;
 use crate::quarantine::{KnownGood, Quarantine};
-use crate::replica::{FailureEffect, ReplicaPolicy, ReplicaState};
+use crate::replica::{Condition, FailureEffect, ReplicaPolicy, ReplicaState};
 use crate::stats_cache::StatsCache;
 
 /// One replica of a shard.
@@ -30,16 +30,53 @@ pub struct Replica {
     /// Its load, latency and health.
     pub state: ReplicaState,
     ejections: metrics::Counter,
+    /// One gauge per [`Condition`]: 1 for the replica's condition, 0 for the others.
+    conditions: [metrics::Gauge; 4],
 }
 
 impl Replica {
-    fn new(name: String, client: Arc<dyn LeafClient>, policy: &ReplicaPolicy) -> Self {
+    fn new(
+        shard: ShardId,
+        name: String,
+        client: Arc<dyn LeafClient>,
+        policy: &ReplicaPolicy,
+    ) -> Self {
+        let shard_label = shard.to_string();
         Self {
+            conditions: Condition::ALL.map(|c| {
+                metrics::gauge!("fanout_root_replica_condition", "shard" => shard_label.clone(), "replica" => name.clone(), "condition" => c.as_str())
+            }),
             ejections: metrics::counter!("fanout_root_ejections_total", "replica" => name.clone()),
             state: ReplicaState::new(policy),
             name,
             client,
         }
+    }
+
+    /// Sets the condition gauges to what the replica is now, and returns it.
+    pub fn report_condition(&self) -> Condition {
+        let now = self.state.condition();
+        for (gauge, condition) in self.conditions.iter().zip(Condition::ALL) {
+            gauge.set(if condition == now { 1.0 } else { 0.0 });
+        }
+        now
+    }
+
+    /// If the replica has left requests unanswered for a while, asks its health service
+    /// (once, in the background) whether it is alive: a replica that does not answer that
+    /// either has stalled (see [`crate::replica`]).
+    pub fn check_for_stall(self: &Arc<Self>, timeout: Duration) {
+        if !self.state.begin_stall_check() {
+            return;
+        }
+        let replica = Arc::clone(self);
+        tokio::spawn(async move {
+            let alive = replica.client.check_health(timeout).await;
+            if !alive && !replica.state.is_stalled() {
+                tracing::warn!(replica = %replica.name, "replica stalled: requests and a health check unanswered");
+            }
+            replica.state.stall_checked(alive);
+        });
     }
 
     /// Records a failed request or probe; an ejection it causes is logged and counted here, the
@@ -50,6 +87,16 @@ impl Replica {
             self.ejections.increment(1);
         }
     }
+}
+
+/// Whether none of `replicas` may take a request now: each is ejected or stalled (busy ones
+/// are up, and say so fast). False for no replicas at all, which is a different failure.
+/// Requests then fail at once; the health prober finds out when a replica is back.
+pub fn none_live(replicas: &[Arc<Replica>]) -> bool {
+    !replicas.is_empty()
+        && replicas
+            .iter()
+            .all(|r| !r.state.is_available() || r.state.is_stalled())
 }
 
 /// A shard's membership at one moment; requests index replicas by position in it.
@@ -97,7 +144,7 @@ impl ReplicaSet {
     ) -> Self {
         let replicas = replicas
             .into_iter()
-            .map(|(name, client)| Arc::new(Replica::new(name, client, &config.replica)))
+            .map(|(name, client)| Arc::new(Replica::new(shard, name, client, &config.replica)))
             .collect();
         Self {
             shard,
@@ -134,6 +181,7 @@ impl ReplicaSet {
                 next.push(Arc::clone(known));
             } else if let Some(client) = connect(member) {
                 next.push(Arc::new(Replica::new(
+                    self.shard,
                     name.to_string(),
                     client,
                     &self.policy,
@@ -160,6 +208,19 @@ impl ReplicaSet {
     /// How long a request may be outstanding before it is hedged.
     pub fn hedge_delay(&self) -> Duration {
         self.window.lock().delay()
+    }
+
+    /// How many replicas may take a request now (see [`crate::replica::ReplicaState::is_live`]),
+    /// setting every replica's condition gauge and the shard's live-replica gauge on the way.
+    pub fn report_live(&self) -> usize {
+        let live = self
+            .replicas
+            .load()
+            .iter()
+            .filter(|r| r.report_condition() == Condition::Up)
+            .count();
+        self.metrics.live_replicas.set(live as f64);
+        live
     }
 
     /// Whether at least one replica answered its last request or probe.

@@ -32,7 +32,37 @@ pub async fn run_prober(cluster: Arc<Cluster>, config: RootConfig) {
     loop {
         tick.tick().await;
         probe_all(&cluster, &config).await;
+        degraded_shards(&cluster);
     }
+}
+
+/// A shard with fewer live replicas than members.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Degraded {
+    /// The shard.
+    pub shard: ShardId,
+    /// Replicas that may take a request now.
+    pub live: usize,
+    /// Replicas it has.
+    pub replicas: usize,
+}
+
+/// The shards with fewer live replicas than they have, updating the replica and shard
+/// health gauges on the way.
+pub fn degraded_shards(cluster: &Cluster) -> Vec<Degraded> {
+    cluster
+        .shards()
+        .iter()
+        .filter_map(|set| {
+            let live = set.report_live();
+            let replicas = set.replicas().len();
+            (live < replicas).then_some(Degraded {
+                shard: set.shard,
+                live,
+                replicas,
+            })
+        })
+        .collect()
 }
 
 /// The shards with no reachable replica; empty means the root is ready.

@@ -18,6 +18,8 @@ pub struct ShardMetrics {
     pub hedges_skipped_budget: metrics::Counter,
     /// Time for the shard to answer.
     pub latency: metrics::Histogram,
+    /// Replicas that may take a request now, as of the last look.
+    pub live_replicas: metrics::Gauge,
 }
 
 impl ShardMetrics {
@@ -35,6 +37,7 @@ impl ShardMetrics {
             hedges_won: hedges("won"),
             hedges_skipped_budget: hedges("skipped_budget"),
             latency: metrics::histogram!("fanout_root_shard_seconds", "shard" => label.clone()),
+            live_replicas: metrics::gauge!("fanout_root_shard_live_replicas", "shard" => label.clone()),
         }
     }
 }

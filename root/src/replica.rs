@@ -10,9 +10,20 @@
 //! that doubles with every further ejection (up to a maximum). When the backoff ends the replica
 //! is eligible again; one success re-admits it fully, one more failure ejects it again for
 //! longer. All times come from `tokio::time`, so tests can drive them with a paused clock.
+//!
+//! Two states are about the moment, not about failures:
+//! - *stalled*: requests are outstanding, none has been answered for `stall_after`, and a
+//!   health check then sent did not answer within `stall_after` either. This is judged from
+//!   requests still in flight, so a replica that stops (a paused process, a dead host) is seen
+//!   within a fraction of a second, not when its requests finally time out. A replica that
+//!   answers slowly under load, or runs one long query, still answers its health checks
+//!   (they do not wait for a search slot), so it is not stalled. Any answer, or a health check
+//!   that succeeds, ends a stall.
+//! - *busy*: it said so (RESOURCE_EXHAUSTED: its queue is full) a moment ago. It is doing its
+//!   job, so this is no failure; it just gets no new requests for a short while.
 
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -28,6 +39,9 @@ pub struct ReplicaPolicy {
     pub base_backoff: Duration,
     /// Longest ejection. Default 30 s.
     pub max_backoff: Duration,
+    /// How long a replica with requests outstanding may go without answering any before it
+    /// is asked whether it is alive, and how long that question waits. Default 100 ms.
+    pub stall_after: Duration,
 }
 
 impl Default for ReplicaPolicy {
@@ -37,14 +51,21 @@ impl Default for ReplicaPolicy {
             consecutive_failures: 2,
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
+            stall_after: Duration::from_millis(100),
         }
     }
 }
+
+/// How long a replica that said it is busy gets no new requests: long enough for its queue
+/// to drain a little, short enough that its share of the load comes back soon.
+const BUSY_FOR: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
 struct Ewma {
     cost_us: f64,
     stamp: Instant,
+    /// The last answer, or the start of a request sent while none was outstanding.
+    progress: Instant,
 }
 
 #[derive(Debug)]
@@ -52,6 +73,40 @@ struct Health {
     failures: u32,
     ejected_until: Option<Instant>,
     backoff: Duration,
+    busy_until: Option<Instant>,
+}
+
+/// What a replica is now, as reported in metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// Answering.
+    Up,
+    /// Ejected after failures.
+    Ejected,
+    /// Requests outstanding, none answered for a while.
+    Stalled,
+    /// Said its queue is full.
+    Busy,
+}
+
+impl Condition {
+    /// Every condition, in metric order.
+    pub const ALL: [Condition; 4] = [
+        Condition::Up,
+        Condition::Ejected,
+        Condition::Stalled,
+        Condition::Busy,
+    ];
+
+    /// Its name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Up => "up",
+            Condition::Ejected => "ejected",
+            Condition::Stalled => "stalled",
+            Condition::Busy => "busy",
+        }
+    }
 }
 
 /// One replica's load, latency and health, shared by every request of a root, judged by the
@@ -60,6 +115,9 @@ struct Health {
 pub struct ReplicaState {
     policy: ReplicaPolicy,
     outstanding: AtomicU32,
+    stalled: AtomicBool,
+    /// Whether a health check about a possible stall is in flight.
+    probing: AtomicBool,
     ewma: Mutex<Ewma>,
     health: Mutex<Health>,
 }
@@ -79,14 +137,18 @@ impl ReplicaState {
         Self {
             policy: policy.clone(),
             outstanding: AtomicU32::new(0),
+            stalled: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
             ewma: Mutex::new(Ewma {
                 cost_us: 0.0,
                 stamp: Instant::now(),
+                progress: Instant::now(),
             }),
             health: Mutex::new(Health {
                 failures: 0,
                 ejected_until: None,
                 backoff: policy.base_backoff,
+                busy_until: None,
             }),
         }
     }
@@ -98,16 +160,24 @@ impl ReplicaState {
 
     /// Marks a request as started; [`ReplicaState::finish`] must follow.
     pub fn start(&self) {
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        if self.outstanding.fetch_add(1, Ordering::Relaxed) == 0 {
+            // An idle replica owes nothing yet: its stall clock starts now.
+            self.ewma.lock().progress = Instant::now();
+        }
     }
 
-    /// Marks a request as finished (answered, failed or cancelled) after `latency`; the latency
-    /// feeds the estimate (for a cancelled request it is a lower bound, still worth knowing).
-    pub fn finish(&self, latency: Duration) {
+    /// Marks a request as finished after `latency`: `answered` (with a result or an error of
+    /// its own) or cancelled. The latency feeds the estimate (for a cancelled request it is a
+    /// lower bound, still worth knowing); only an answer shows the replica is making progress.
+    pub fn finish(&self, latency: Duration, answered: bool) {
         let policy = &self.policy;
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
         let now = Instant::now();
         let mut ewma = self.ewma.lock();
+        if answered {
+            ewma.progress = now;
+            self.stalled.store(false, Ordering::Relaxed);
+        }
         let rtt = latency.as_secs_f64() * 1e6;
         let w = weight(now.saturating_duration_since(ewma.stamp), policy.decay);
         // Peak-sensitive: a slower answer replaces the estimate as it stands now; a faster one
@@ -140,6 +210,67 @@ impl ReplicaState {
             .is_none_or(|until| Instant::now() >= until)
     }
 
+    /// Whether requests are outstanding and none has been answered for the policy's
+    /// `stall_after`: time to ask whether the replica is alive.
+    pub fn looks_stalled(&self) -> bool {
+        self.outstanding() > 0
+            && Instant::now().saturating_duration_since(self.ewma.lock().progress)
+                > self.policy.stall_after
+    }
+
+    /// Claims the health check about a possible stall: true for the one caller that should
+    /// send it now, which must then call [`ReplicaState::stall_checked`].
+    pub fn begin_stall_check(&self) -> bool {
+        self.looks_stalled() && !self.probing.swap(true, Ordering::AcqRel)
+    }
+
+    /// Takes in the answer of a stall health check: alive (its stall clock starts again) or
+    /// stalled.
+    pub fn stall_checked(&self, alive: bool) {
+        if alive {
+            self.ewma.lock().progress = Instant::now();
+        }
+        self.stalled.store(!alive, Ordering::Relaxed);
+        self.probing.store(false, Ordering::Release);
+    }
+
+    /// Whether the replica stalled: it left requests unanswered and then a health check too,
+    /// and has answered nothing since.
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
+    }
+
+    /// Records that the replica said it is busy: no new requests for a moment, and no failure.
+    pub fn mark_busy(&self) {
+        self.health.lock().busy_until = Some(Instant::now() + BUSY_FOR);
+    }
+
+    /// Whether the replica said it is busy a moment ago.
+    pub fn is_busy(&self) -> bool {
+        self.health
+            .lock()
+            .busy_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Whether the replica may take a new request now: not ejected, stalled or busy.
+    pub fn is_live(&self) -> bool {
+        self.condition() == Condition::Up
+    }
+
+    /// What the replica is now; ejection first, then a stall, then busy.
+    pub fn condition(&self) -> Condition {
+        if !self.is_available() {
+            Condition::Ejected
+        } else if self.is_stalled() {
+            Condition::Stalled
+        } else if self.is_busy() {
+            Condition::Busy
+        } else {
+            Condition::Up
+        }
+    }
+
     /// Whether the replica is ejected or has failed since its last success.
     pub fn is_failing(&self) -> bool {
         self.health.lock().failures > 0
@@ -148,6 +279,7 @@ impl ReplicaState {
     /// Records a success: the replica is fully re-admitted.
     pub fn record_success(&self) {
         let policy = &self.policy;
+        self.stalled.store(false, Ordering::Relaxed);
         let mut health = self.health.lock();
         health.failures = 0;
         health.ejected_until = None;
@@ -189,10 +321,10 @@ mod tests {
         let policy = ReplicaPolicy::default();
         let r = ReplicaState::new(&policy);
         r.start();
-        r.finish(ms(2));
+        r.finish(ms(2), true);
         tokio::time::advance(ms(100)).await;
         r.start();
-        r.finish(ms(200));
+        r.finish(ms(200), true);
         let peak = r.latency_us();
         assert!((peak - 200_000.0).abs() < 1.0, "peak taken at once: {peak}");
         tokio::time::advance(policy.decay).await;
@@ -204,7 +336,7 @@ mod tests {
         // A fast observation after a long quiet period pulls the estimate most of the way down.
         tokio::time::advance(policy.decay * 5).await;
         r.start();
-        r.finish(ms(1));
+        r.finish(ms(1), true);
         assert!(r.latency_us() < 3_000.0);
     }
 
@@ -213,10 +345,10 @@ mod tests {
         let policy = ReplicaPolicy::default();
         let r = ReplicaState::new(&policy);
         r.start();
-        r.finish(ms(10));
+        r.finish(ms(10), true);
         tokio::time::advance(policy.decay).await;
         r.start();
-        r.finish(ms(1));
+        r.finish(ms(1), true);
         // 10 ms · e^-1 + 1 ms · (1 - e^-1): the old cost decays once, not twice.
         let e = (-1f64).exp();
         let expected = 10_000.0 * e + 1_000.0 * (1.0 - e);
@@ -254,6 +386,46 @@ mod tests {
             FailureEffect::Ejected(ms(1_000)),
             "and the backoff"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_that_answers_nothing_while_asked_is_stalled_and_a_busy_one_recovers() {
+        let policy = ReplicaPolicy::default();
+        let r = ReplicaState::new(&policy);
+        tokio::time::advance(ms(1_000)).await;
+        assert!(!r.looks_stalled(), "idle is not stalled");
+        r.start();
+        tokio::time::advance(ms(60)).await;
+        r.start();
+        tokio::time::advance(ms(60)).await;
+        assert!(r.looks_stalled(), "120 ms with no answer");
+        assert!(r.begin_stall_check(), "one check is sent");
+        assert!(!r.begin_stall_check(), "and only one");
+        // It answers its health check: a long search, not a stall.
+        r.stall_checked(true);
+        assert!(!r.looks_stalled() && r.is_live());
+        tokio::time::advance(ms(120)).await;
+        assert!(r.begin_stall_check());
+        r.stall_checked(false);
+        assert_eq!(r.condition(), Condition::Stalled);
+        // A cancelled request is no progress; an answer is.
+        r.finish(ms(240), false);
+        assert!(r.is_stalled());
+        r.finish(ms(60), true);
+        assert!(!r.is_stalled() && !r.looks_stalled());
+        // Steady answers under load keep it up, however long each takes.
+        r.start();
+        for _ in 0..10 {
+            r.start();
+            tokio::time::advance(ms(90)).await;
+            r.finish(ms(300), true);
+            assert!(!r.looks_stalled());
+        }
+        r.mark_busy();
+        assert_eq!(r.condition(), Condition::Busy);
+        assert!(!r.is_failing(), "busy is no failure");
+        tokio::time::advance(BUSY_FOR).await;
+        assert!(r.is_live());
     }
 
     #[tokio::test(start_paused = true)]

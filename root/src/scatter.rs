@@ -12,6 +12,20 @@
 //!    is known to be harmless on the shard (the request may be what killed the replica:
 //!    retrying and hedging would spread it to every replica);
 //! 4. at the deadline, whatever is still in flight is cancelled and the shard reported missing.
+//!
+//! Stalls and overload ([`crate::replica`] says what stalled and busy are):
+//! - a shard none of whose replicas is live (each ejected or stalled) is reported missing at
+//!   once rather than at the deadline; the health prober, and the first request after an
+//!   ejection ends, find out when it is back;
+//! - a request outstanding on a stalled replica is hedged at once, whatever the budget: the
+//!   budget keeps hedging from multiplying load when the whole cluster is slow, and a stall is
+//!   one replica's, which the stalled replica no longer shares; once every replica a request
+//!   is waiting on has stalled and none is left to try, the shard is given up;
+//! - a replica that said it is busy is not a failure: the request goes to another replica, and
+//!   neither hedges nor new requests go to the busy one for a moment;
+//! - only what a replica did counts against it: a failure, an answer missing at the deadline
+//!   while it had stalled, or a stall while a sibling answered the same request. A slow answer
+//!   under a load that slows every replica, a cancelled hedge, or a bad request do not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +36,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::choose::choose;
+use crate::choose::{choose, Reach};
 use crate::client::{check_answer, ShardError};
-use crate::cluster::{Cluster, Replica, ReplicaSet};
+use crate::cluster::{none_live, Cluster, Replica, ReplicaSet};
 use crate::config::RootConfig;
 use crate::metrics::AttemptKind;
 use crate::replica::ReplicaState;
@@ -103,24 +117,28 @@ pub async fn scatter(
 
 /// Keeps a replica's in-flight count and latency estimate right however an attempt ends:
 /// answered, failed, or dropped (cancelled).
-struct InFlight<'a> {
+pub(crate) struct InFlight<'a> {
     state: &'a ReplicaState,
     started: Instant,
+    /// Whether the replica answered (with a result or an error of its own).
+    pub(crate) answered: bool,
 }
 
 impl<'a> InFlight<'a> {
-    fn new(state: &'a ReplicaState) -> Self {
+    /// Counts a request to the replica of `state` until dropped.
+    pub(crate) fn new(state: &'a ReplicaState) -> Self {
         state.start();
         Self {
             state,
             started: Instant::now(),
+            answered: false,
         }
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.state.finish(self.started.elapsed());
+        self.state.finish(self.started.elapsed(), self.answered);
     }
 }
 
@@ -131,9 +149,10 @@ async fn attempt(
     deadline: Instant,
     slot: usize,
 ) -> (usize, Result<pb::SearchResponse, ShardError>, Duration) {
-    let in_flight = InFlight::new(&replica.state);
+    let mut in_flight = InFlight::new(&replica.state);
     let timeout = deadline.saturating_duration_since(Instant::now());
     let result = replica.client.search(request, timeout).await;
+    in_flight.answered = !matches!(result, Err(ShardError::Timeout));
     let result = result.and_then(|response| check_answer(&response).map(|()| response));
     (slot, result, in_flight.started.elapsed())
 }
@@ -159,7 +178,11 @@ struct Attempts<'a> {
 impl<'a> Attempts<'a> {
     /// Sends the request to a replica not tried yet, if there is one.
     fn launch(&mut self, kind: AttemptKind) -> bool {
-        let Some(index) = choose(self.replicas, &self.tried) else {
+        let reach = match kind {
+            AttemptKind::Hedge => Reach::Live,
+            AttemptKind::Primary | AttemptKind::Retry => Reach::Any,
+        };
+        let Some(index) = choose(self.replicas, &self.tried, reach) else {
             return false;
         };
         self.tried[index] = true;
@@ -230,6 +253,7 @@ impl<'a> Attempts<'a> {
         // none is at fault.
         match error {
             ShardError::InvalidArgument(_) => {}
+            ShardError::Busy(_) => replica.state.mark_busy(),
             ShardError::ConnectionLost(_) => replica.record_failure("connection broke mid-request"),
             _ => replica.record_failure("request failed"),
         }
@@ -242,30 +266,70 @@ impl<'a> Attempts<'a> {
         self.in_flight.is_empty().then_some(error)
     }
 
-    /// The hedge delay passed with no answer: hedge to an untried replica if the budget
-    /// allows.
-    fn hedge(&mut self) {
-        if !self.tried.iter().any(|t| !t) {
-            return;
-        }
-        if self.set.budget.try_withdraw() {
-            self.launch(AttemptKind::Hedge);
-            self.set.metrics.hedges_sent.increment(1);
-        } else {
-            self.set.metrics.hedges_skipped_budget.increment(1);
+    /// Asks each replica an attempt waits on whether it is alive, if it has been silent for a
+    /// while.
+    fn check_for_stalls(&self, timeout: Duration) {
+        for slot in self.unfinished() {
+            self.replicas[self.sent[slot].0].check_for_stall(timeout);
         }
     }
 
-    /// Cancels what is still in flight (at the deadline, that counts against its replica),
-    /// records the shard's metrics, and returns the reports.
-    fn finish(mut self, timed_out: bool, started: Instant) -> Vec<AttemptReport> {
+    /// Whether some attempt is still waiting on a replica that has stalled.
+    fn waiting_on_a_stall(&self) -> bool {
+        self.unfinished()
+            .into_iter()
+            .any(|slot| self.replica(slot).state.is_stalled())
+    }
+
+    /// Whether nothing can answer any more: every attempt in flight waits on a stalled replica,
+    /// and no live replica is left to try.
+    fn hopeless(&self) -> bool {
+        let waiting = self.unfinished();
+        !waiting.is_empty()
+            && waiting
+                .iter()
+                .all(|&slot| self.replica(slot).state.is_stalled())
+            && !self
+                .replicas
+                .iter()
+                .zip(&self.tried)
+                .any(|(r, &tried)| !tried && r.state.is_live())
+    }
+
+    /// The hedge delay passed with no answer: hedge to an untried live replica. A hedge away
+    /// from a stalled replica is free; any other takes a token from the budget.
+    fn hedge(&mut self) -> bool {
+        if !self.tried.iter().any(|t| !t) {
+            return false;
+        }
+        if self.waiting_on_a_stall() || self.set.budget.try_withdraw() {
+            let sent = self.launch(AttemptKind::Hedge);
+            if sent {
+                self.set.metrics.hedges_sent.increment(1);
+            }
+            sent
+        } else {
+            self.set.metrics.hedges_skipped_budget.increment(1);
+            false
+        }
+    }
+
+    /// Cancels what is still in flight, records the shard's metrics, and returns the reports.
+    /// An attempt left unanswered counts against its replica only if the replica had stalled,
+    /// and only when the shard timed out or a sibling answered: then the replica, not the load,
+    /// is what kept the answer.
+    fn finish(mut self, answered: bool, timed_out: bool, started: Instant) -> Vec<AttemptReport> {
         let now = Instant::now();
         for slot in self.unfinished() {
             self.reports[slot].elapsed_us =
                 now.duration_since(self.sent[slot].1).as_micros() as u64;
-            if timed_out {
-                self.replica(slot)
-                    .record_failure("no answer by the deadline");
+            let replica = self.replica(slot);
+            if (timed_out || answered) && replica.state.is_stalled() {
+                replica.record_failure(if answered {
+                    "stalled while a sibling answered"
+                } else {
+                    "stalled: no answer by the deadline"
+                });
             }
         }
         drop(self.in_flight);
@@ -312,6 +376,15 @@ pub async fn search_shard(
         in_flight: FuturesUnordered::new(),
     };
     set.budget.deposit();
+    if none_live(&replicas) {
+        return ShardOutcome {
+            shard: set.shard,
+            result: Err(ShardError::Unavailable(
+                "no live replica: every replica is ejected or stalled".into(),
+            )),
+            attempts: Vec::new(),
+        };
+    }
     if !attempts.launch(AttemptKind::Primary) {
         return ShardOutcome {
             shard: set.shard,
@@ -322,15 +395,20 @@ pub async fn search_shard(
         };
     }
     let hedging = options.hedge && config.hedge.enabled && replicas.len() > 1;
-    let mut hedge_at = hedging.then(|| (started + set.hedge_delay()).min(deadline));
+    let stall_after = config.replica.stall_after;
+    // The first look at the shard's attempts comes at the hedge delay (without hedging, when a
+    // stall could first show); later ones every half `stall_after`, to ask a silent replica
+    // whether it is alive, and to hedge away from, or give up on, one that stalled.
+    let first_look = if hedging {
+        set.hedge_delay()
+    } else {
+        stall_after
+    };
+    let mut look_at = (started + first_look).min(deadline);
+    let mut first = true;
+    let mut hedged = false;
     let mut timed_out = false;
     let result = loop {
-        let hedge_timer = async {
-            match hedge_at {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             biased;
             Some((slot, result, elapsed)) = attempts.in_flight.next() => match result {
@@ -341,20 +419,32 @@ pub async fn search_shard(
                     }
                 }
             },
-            _ = hedge_timer => {
-                hedge_at = None;
-                attempts.hedge();
-            }
+            // Before the look, which falls on the deadline at the end.
             _ = tokio::time::sleep_until(deadline) => {
                 timed_out = true;
                 break Err(ShardError::Timeout);
+            }
+            _ = tokio::time::sleep_until(look_at) => {
+                look_at = (Instant::now() + stall_after / 2).min(deadline);
+                attempts.check_for_stalls(stall_after);
+                // At the hedge delay, a hedge if the budget allows; later, a free one if what
+                // the request waits on stalled since.
+                if hedging && !hedged && (first || attempts.waiting_on_a_stall()) {
+                    hedged = attempts.hedge();
+                }
+                first = false;
+                if attempts.hopeless() {
+                    break Err(ShardError::Unavailable(
+                        "every replica asked has stalled and no live one is left".into(),
+                    ));
+                }
             }
         }
     };
     ShardOutcome {
         shard: set.shard,
+        attempts: attempts.finish(result.is_ok(), timed_out, started),
         result,
-        attempts: attempts.finish(timed_out, started),
     }
 }
 

@@ -371,3 +371,114 @@ async fn an_answer_that_is_not_json_fails_its_replica_and_is_retried() {
     );
     assert!(cluster.shards()[0].replicas()[0].state.is_failing());
 }
+
+/// No hedges from the budget: any hedge sent is a free one, away from a stall.
+fn no_budget() -> RootConfig {
+    let mut config = hedge_after(ms(10));
+    config.hedge.budget_ratio = 0.0;
+    config.hedge.budget_burst = 0.0;
+    config
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_replica_is_asked_no_more_for_a_moment_and_never_ejected() {
+    let config = RootConfig::default();
+    let busy = FakeLeaf::with(Behaviour::Fail(ShardError::Busy("queue full".into())));
+    let idle = FakeLeaf::ok(2);
+    let cluster = cluster(vec![vec![busy.clone(), idle.clone()]], &config);
+    for _ in 0..50 {
+        let (out, took) = one(&cluster, &config, ms(1_000), HEDGE).await;
+        assert_eq!(out[0].result.as_ref().unwrap().0, "s0r1");
+        assert_eq!(took, ms(2), "a refusal costs no time");
+        tokio::time::advance(ms(10)).await;
+    }
+    let replica = &cluster.shards()[0].replicas()[0];
+    assert!(!replica.state.is_failing(), "busy is no failure");
+    assert!(replica.state.is_available(), "never ejected");
+    // 50 searches over 500 ms, and a busy replica is left alone for 100 ms after each refusal.
+    assert!(busy.calls() <= 6, "{} calls", busy.calls());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_replica_is_routed_around_while_its_request_is_outstanding() {
+    let config = no_budget();
+    let stalled = FakeLeaf::with(Behaviour::Stall);
+    let live = FakeLeaf::ok(1);
+    let cluster = cluster(vec![vec![stalled.clone(), live.clone()]], &config);
+    let replicas = cluster.shards()[0].replicas();
+    // Make the stalled replica the primary: the other looks loaded.
+    replicas[1].state.start();
+    replicas[1].state.start();
+    let (out, took) = one(&cluster, &config, ms(2_000), HEDGE).await;
+    replicas[1].state.finish(ms(1), true);
+    replicas[1].state.finish(ms(1), true);
+    let attempts = &out[0].attempts;
+    assert_eq!(out[0].result.as_ref().unwrap().0, "s0r1", "{attempts:?}");
+    assert_eq!(attempts[0].replica, "s0r0");
+    assert_eq!(attempts[1].kind, AttemptKind::Hedge);
+    // Silent for stall_after (100 ms), its health check unanswered, seen at the next look.
+    assert!(took > ms(100) && took < ms(250), "took {took:?}");
+    assert!(
+        replicas[0].state.is_stalled() && replicas[0].state.is_failing(),
+        "stalled while its sibling answered: that counts against it"
+    );
+    // New searches go to the live replica at once.
+    for _ in 0..10 {
+        let (out, took) = one(&cluster, &config, ms(2_000), HEDGE).await;
+        assert_eq!(out[0].attempts.len(), 1);
+        assert_eq!(out[0].result.as_ref().unwrap().0, "s0r1");
+        assert_eq!(took, ms(1));
+    }
+    assert_eq!(stalled.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shard_whose_replicas_all_stalled_answers_at_once() {
+    let config = hedge_after(ms(10));
+    let (a, b) = (
+        FakeLeaf::with(Behaviour::Stall),
+        FakeLeaf::with(Behaviour::Stall),
+    );
+    let cluster = cluster(vec![vec![a.clone(), b.clone()], vec![FakeLeaf::ok(1)]], &config);
+    // The first search finds out: it gives up once both replicas it asked have stalled.
+    let (out, took) = one(&cluster, &config, ms(2_000), HEDGE).await;
+    assert!(took < ms(300), "gave up after {took:?}, not at the deadline");
+    assert!(
+        matches!(&out[0].result, Err(ShardError::Unavailable(m)) if m.contains("stalled")),
+        "{:?}",
+        out[0].result
+    );
+    assert!(out[1].result.is_ok());
+    // The next ones do not wait at all, and send nothing to the shard.
+    let calls = a.calls() + b.calls();
+    let (out, took) = one(&cluster, &config, ms(2_000), HEDGE).await;
+    assert_eq!(took, ms(1), "only the live shard's latency");
+    assert!(
+        matches!(&out[0].result, Err(ShardError::Unavailable(m)) if m.contains("no live replica")),
+        "{:?}",
+        out[0].result
+    );
+    assert_eq!(a.calls() + b.calls(), calls);
+    // Back: a health check that succeeds ends the stall.
+    a.set(Behaviour::Answer(ms(1)));
+    crate::health::probe_all(&cluster, &config).await;
+    let (out, _) = one(&cluster, &config, ms(2_000), HEDGE).await;
+    assert_eq!(out[0].result.as_ref().unwrap().0, "s0r0");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_missed_by_a_replica_that_still_answers_health_checks_is_no_failure() {
+    // The whole cluster is slow (overload): every answer comes after the deadline, but the
+    // replicas are alive. Nothing is ejected.
+    let config = RootConfig::default();
+    let slow = [FakeLeaf::ok(3_000), FakeLeaf::ok(3_000)];
+    let cluster = cluster(vec![slow.to_vec()], &config);
+    for _ in 0..5 {
+        let (out, took) = one(&cluster, &config, ms(1_000), HEDGE).await;
+        assert_eq!(took, ms(1_000));
+        assert_eq!(out[0].result.as_ref().unwrap_err(), &ShardError::Timeout);
+    }
+    for replica in cluster.shards()[0].replicas().iter() {
+        assert!(!replica.state.is_failing(), "{}", replica.name);
+    }
+}

@@ -3,13 +3,17 @@
 //! shard's `Stats` answer for a query's terms, kept by [`crate::stats_cache::StatsCache`], so
 //! a query seen before (or one whose terms all were) costs no extra round trip.
 
+use std::sync::Arc;
+
 use fanout_proto::pb;
+use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::choose::choose;
+use crate::choose::{choose, Reach};
+use crate::scatter::InFlight;
 use crate::client::ShardError;
-use crate::cluster::{Cluster, ReplicaSet};
+use crate::cluster::{none_live, Cluster, Replica, ReplicaSet};
 use crate::stats_cache::{Origin, Sums};
 
 /// Where a search's global statistics came from.
@@ -86,8 +90,11 @@ pub async fn cluster_stats(
     })
 }
 
-/// One shard's statistics, from `source` (the replica the cached ones came from) first if it
-/// is available, so that the cache keeps one source rather than swapping between replicas.
+/// One shard's statistics, asked as a search is: from `source` (the replica the cached ones
+/// came from) first if it is live, so that the cache keeps one source rather than swapping
+/// between replicas; hedged to another replica after the shard's hedge delay (budget
+/// permitting, or at once if the first has stalled), and retried on another when an attempt
+/// fails in a retryable way.
 async fn shard_stats(
     set: &ReplicaSet,
     query: &str,
@@ -96,31 +103,83 @@ async fn shard_stats(
     source: Option<&str>,
 ) -> Result<(String, pb::StatsResponse), ShardError> {
     let replicas = set.replicas();
+    if none_live(&replicas) {
+        return Err(ShardError::Unavailable(
+            "no live replica: every replica is ejected or stalled".into(),
+        ));
+    }
     let mut tried = vec![false; replicas.len()];
-    let mut last = ShardError::Unavailable("no replica".into());
     let first = replicas
         .iter()
-        .position(|r| Some(r.name.as_str()) == source && r.state.is_available());
-    let next = |tried: &[bool]| match first {
-        Some(slot) if !tried[slot] => Some(slot),
-        _ => choose(&replicas, tried),
-    };
-    while let Some(slot) = next(&tried) {
-        // A silent replica may keep only its share of the time from the others.
-        let untried = tried.iter().filter(|t| !**t).count() as u32;
+        .position(|r| Some(r.name.as_str()) == source && r.state.is_live());
+    let pick = |tried: &mut Vec<bool>, reach: Reach| {
+        let slot = match first {
+            Some(slot) if !tried[slot] => Some(slot),
+            _ => choose(&replicas, tried, reach),
+        }?;
         tried[slot] = true;
-        let left = deadline.saturating_duration_since(Instant::now()) / untried.max(1);
-        if left.is_zero() {
-            return Err(ShardError::Timeout);
-        }
-        let request = pb::StatsRequest {
-            query: query.to_string(),
+        Some(Arc::clone(&replicas[slot]))
+    };
+    let mut asking = FuturesUnordered::new();
+    match pick(&mut tried, Reach::Any) {
+        Some(replica) => asking.push(ask(replica, query, deadline)),
+        None => return Err(ShardError::Unavailable("no replica".into())),
+    }
+    let mut hedge_at = (replicas.len() > 1).then(|| (Instant::now() + set.hedge_delay()).min(deadline));
+    let mut last = ShardError::Timeout;
+    loop {
+        let hedge_timer = async {
+            match hedge_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
         };
-        match replicas[slot].client.stats(request, left).await {
-            Ok(response) => return Ok((replicas[slot].name.clone(), response)),
-            Err(e) if !e.is_retryable(proven) => return Err(e),
-            Err(e) => last = e,
+        tokio::select! {
+            biased;
+            Some((replica, result)) = asking.next() => match result {
+                Ok(response) => return Ok((replica.name.clone(), response)),
+                Err(e) if !e.is_retryable(proven) => return Err(e),
+                Err(e) => {
+                    if matches!(e, ShardError::Busy(_)) {
+                        replica.state.mark_busy();
+                    }
+                    last = e;
+                    if Instant::now() < deadline {
+                        if let Some(next) = pick(&mut tried, Reach::Any) {
+                            asking.push(ask(next, query, deadline));
+                        }
+                    }
+                    if asking.is_empty() {
+                        return Err(last);
+                    }
+                }
+            },
+            _ = hedge_timer => {
+                hedge_at = None;
+                if set.budget.try_withdraw() || replicas.iter().any(|r| r.state.is_stalled()) {
+                    if let Some(next) = pick(&mut tried, Reach::Live) {
+                        asking.push(ask(next, query, deadline));
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return Err(last),
         }
     }
-    Err(last)
+}
+
+/// One `Stats` request to one replica, counted in its outstanding requests.
+async fn ask(
+    replica: Arc<Replica>,
+    query: &str,
+    deadline: Instant,
+) -> (Arc<Replica>, Result<pb::StatsResponse, ShardError>) {
+    let request = pb::StatsRequest {
+        query: query.to_string(),
+    };
+    let mut in_flight = InFlight::new(&replica.state);
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let result = replica.client.stats(request, timeout).await;
+    in_flight.answered = !matches!(result, Err(ShardError::Timeout));
+    drop(in_flight);
+    (replica, result)
 }
