@@ -413,9 +413,7 @@ mod tests {
         let held = Arc::clone(&leaf.search_slots).try_acquire_owned().unwrap();
         let mut queued = Box::pin(leaf.search("apple".into(), (0, 10), None, None, None));
         assert!(futures_poll_once(queued.as_mut()).await.is_none(), "queued");
-        let refused = leaf
-            .search("apple".into(), (0, 10), None, None, None)
-            .await;
+        let refused = leaf.search("apple".into(), (0, 10), None, None, None).await;
         assert!(
             matches!(refused, Err(LeafError::Busy { queued: 1 })),
             "{refused:?}"

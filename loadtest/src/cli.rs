@@ -35,6 +35,9 @@ pub enum Command {
     /// Query latency with global statistics cold (a statistics round trip first) and warm
     /// (cached), against per-shard statistics, on a local cluster.
     StatsBench(StatsBenchArgs),
+    /// Capacity, then 0.5x, 1.5x and 2x capacity open loop and two long stalls on a local
+    /// cluster: goodput, refusals, deadline overshoot, ejections, memory, recovery.
+    Overload(Box<crate::overload::OverloadArgs>),
     /// The machine's floor: one TCP round trip over loopback between two blocked threads, back
     /// to back and with gaps (as at low load).
     Floor(crate::floor::FloorArgs),
@@ -150,6 +153,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Command::Relevance(args) => relevance(args).await,
         Command::StatsBench(args) => stats_bench(args).await,
         Command::Floor(args) => Ok(crate::floor::run(&args)?),
+        Command::Overload(args) => crate::overload::run(*args).await,
         Command::Fuzz(args) => crate::fuzz_run::run(args).await,
     }
 }

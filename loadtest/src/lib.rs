@@ -19,6 +19,7 @@
 //! - [`relevance`]: nDCG@10 and Recall@100 of a cluster on a BEIR collection's judgments.
 //! - [`sim`]: the root's latency at 10 to 1,000 leaves, simulated from a leaf distribution.
 //! - [`svg`]: the latency percentile plot of every scenario on one chart.
+//! - [`overload`]: capacity, then overload steps and long stalls: goodput, refusals, recovery.
 //! - [`run_cmd`]: the `run` command: load against a root with faults, and the direct baseline.
 //! - [`fuzz`]: hostile requests for the HTTP API and a leaf's gRPC port, and their judge.
 //! - [`fuzz_run`]: the long fuzz run against a cluster of real processes.
@@ -37,6 +38,7 @@ pub mod fuzz;
 pub mod fuzz_run;
 pub mod ingest;
 pub mod load;
+pub mod overload;
 pub mod relevance;
 pub mod report;
 pub mod run_cmd;

@@ -334,7 +334,7 @@ async fn drive(sender: &Sender, plan: &LoadPlan, start: Instant, end: Instant) {
 /// them leaves up to a millisecond late, and since latency counts from the intended time, the
 /// report would charge the harness's own lateness to the system measured (about 0.5-1 ms at the
 /// median at low rates). A thread's sleep is accurate to tens of microseconds.
-fn pace(
+pub fn pace(
     start: Instant,
     offsets: Vec<Duration>,
 ) -> tokio::sync::mpsc::UnboundedReceiver<(usize, Instant)> {

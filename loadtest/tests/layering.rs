@@ -97,6 +97,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "relevance",
             "sim",
             "svg",
+            "overload",
             "run_cmd",
             "fuzz",
             "fuzz_run",

@@ -205,11 +205,7 @@ impl Admission {
         let admission = Self {
             policy: policy.clone(),
             state: Mutex::new(State {
-                limiter: GradientLimit::new(
-                    initial,
-                    policy.min_in_flight,
-                    policy.max_in_flight,
-                ),
+                limiter: GradientLimit::new(initial, policy.min_in_flight, policy.max_in_flight),
                 in_flight: 0,
                 waiting: VecDeque::new(),
             }),
@@ -316,7 +312,8 @@ impl Admission {
                 state.in_flight += 1;
             }
         }
-        self.limit_gauge.set(limit.min(self.policy.max_in_flight) as f64);
+        self.limit_gauge
+            .set(limit.min(self.policy.max_in_flight) as f64);
         self.in_flight_gauge.set(state.in_flight as f64);
         self.queued_gauge.set(state.waiting.len() as f64);
     }

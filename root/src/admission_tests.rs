@@ -20,7 +20,10 @@ fn the_limit_grows_while_latency_holds_and_shrinks_when_it_climbs() {
         limit.sample(ms(10), in_flight);
     }
     let grown = limit.limit();
-    assert!(grown > 64, "steady latency at full use grows the limit: {grown}");
+    assert!(
+        grown > 64,
+        "steady latency at full use grows the limit: {grown}"
+    );
     // Queues build: latency triples at the same load.
     for _ in 0..50 {
         let in_flight = limit.limit();

@@ -439,10 +439,16 @@ async fn a_shard_whose_replicas_all_stalled_answers_at_once() {
         FakeLeaf::with(Behaviour::Stall),
         FakeLeaf::with(Behaviour::Stall),
     );
-    let cluster = cluster(vec![vec![a.clone(), b.clone()], vec![FakeLeaf::ok(1)]], &config);
+    let cluster = cluster(
+        vec![vec![a.clone(), b.clone()], vec![FakeLeaf::ok(1)]],
+        &config,
+    );
     // The first search finds out: it gives up once both replicas it asked have stalled.
     let (out, took) = one(&cluster, &config, ms(2_000), HEDGE).await;
-    assert!(took < ms(300), "gave up after {took:?}, not at the deadline");
+    assert!(
+        took < ms(300),
+        "gave up after {took:?}, not at the deadline"
+    );
     assert!(
         matches!(&out[0].result, Err(ShardError::Unavailable(m)) if m.contains("stalled")),
         "{:?}",

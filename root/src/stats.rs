@@ -11,9 +11,9 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::choose::{choose, Reach};
-use crate::scatter::InFlight;
 use crate::client::ShardError;
 use crate::cluster::{none_live, Cluster, Replica, ReplicaSet};
+use crate::scatter::InFlight;
 use crate::stats_cache::{Origin, Sums};
 
 /// Where a search's global statistics came from.
@@ -125,7 +125,8 @@ async fn shard_stats(
         Some(replica) => asking.push(ask(replica, query, deadline)),
         None => return Err(ShardError::Unavailable("no replica".into())),
     }
-    let mut hedge_at = (replicas.len() > 1).then(|| (Instant::now() + set.hedge_delay()).min(deadline));
+    let mut hedge_at =
+        (replicas.len() > 1).then(|| (Instant::now() + set.hedge_delay()).min(deadline));
     let mut last = ShardError::Timeout;
     loop {
         let hedge_timer = async {

@@ -403,7 +403,11 @@ async fn a_replica_that_never_answers_cannot_hold_a_search_past_its_deadline() {
         },
     ])
     .unwrap();
-    let (http, root) = start_root(&topology, RootConfig::default()).await;
+    // Stall detection would give up on the silent replica before the deadline (see
+    // tests/overload.rs); here it is slower than the deadline, which must hold on its own.
+    let mut config = RootConfig::default();
+    config.replica.stall_after = Duration::from_secs(60);
+    let (http, root) = start_root(&topology, config).await;
 
     let started = Instant::now();
     let body: Value = reqwest::get(format!("{http}/v1/search?q=apple&timeout_ms=300"))

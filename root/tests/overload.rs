@@ -43,7 +43,7 @@ async fn get(url: &str) -> (u16, Option<String>, Value) {
 async fn past_the_limit_a_search_is_refused_at_once_instead_of_queued() {
     let silent = silent_replica().await;
     let topology = Topology::from_specs(&[format!("0={silent}")]).unwrap();
-    let config = RootConfig {
+    let mut config = RootConfig {
         admission: AdmissionPolicy {
             mode: LimitMode::Fixed(1),
             queue: 0,
@@ -51,6 +51,8 @@ async fn past_the_limit_a_search_is_refused_at_once_instead_of_queued() {
         },
         ..RootConfig::default()
     };
+    // The silent shard holds the first search to its deadline, not to a stall.
+    config.replica.stall_after = Duration::from_secs(60);
     let (http, _root) = support::start_root(&topology, config).await;
     // The first search takes the only place and waits for the silent shard.
     let first = tokio::spawn({
@@ -87,4 +89,50 @@ async fn past_the_limit_a_search_is_refused_at_once_instead_of_queued() {
             .contains("overloaded"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn a_shard_whose_only_replica_stalled_is_given_up_early_and_then_at_once() {
+    let (live, _) = support::empty_leaf().await;
+    let silent = silent_replica().await;
+    let topology =
+        Topology::from_specs(&[format!("0={}", live.addr), format!("1={silent}")]).unwrap();
+    let (http, _root) = support::start_root(&topology, RootConfig::default()).await;
+    // The first search waits on the silent replica until it has been quiet for stall_after
+    // (100 ms) and its health check went unanswered as long: then the shard is given up, well
+    // before the 5 s deadline.
+    let started = Instant::now();
+    let (status, _, body) = get(&format!("{http}/v1/search?q=dog&timeout_ms=5000")).await;
+    let first = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["partial"], true);
+    assert!(first < Duration::from_secs(2), "held {first:?}");
+    let reason = body["shards"]["failed"][0]["reason"].to_string();
+    assert!(reason.contains("stalled"), "{body}");
+    // Known stalled now: the next searches do not wait for it at all.
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, _, body) = get(&format!("{http}/v1/search?q=dog&timeout_ms=5000")).await;
+        assert_eq!(status, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            body["shards"]["failed"][0]["reason"]
+                .to_string()
+                .contains("no live replica"),
+            "{body}"
+        );
+    }
+    // The root says so: still ready (it is an answer, partial), but shard 1 has no live replica.
+    let ready: Value = reqwest::get(format!("{http}/v1/ready"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["degraded"][0]["shard"], 1, "{ready}");
+    assert_eq!(ready["degraded"][0]["live"], 0, "{ready}");
 }
