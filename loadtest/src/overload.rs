@@ -98,7 +98,7 @@ pub struct StepReport {
     pub worst_overshoot_ms: f64,
     /// Replica ejections during the step.
     pub ejections: u64,
-    /// Most resident memory of the root and of any leaf, in MiB.
+    /// Most resident memory of the root, in MiB.
     pub root_rss_mib: f64,
     /// Most resident memory of any leaf, in MiB.
     pub leaf_rss_mib: f64,
@@ -184,7 +184,12 @@ fn memchr_partial(body: &[u8]) -> bool {
 }
 
 /// Completed searches per second of 16 clients, each sending its next search when answered.
-async fn capacity(client: &reqwest::Client, url: &str, queries: &Arc<Vec<String>>) -> f64 {
+async fn capacity(
+    client: &reqwest::Client,
+    url: &str,
+    queries: &Arc<Vec<String>>,
+    deadline: Duration,
+) -> f64 {
     let measure = Duration::from_secs(10);
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -201,13 +206,7 @@ async fn capacity(client: &reqwest::Client, url: &str, queries: &Arc<Vec<String>
         tokio::spawn(async move {
             while Instant::now() < end {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let outcome = search(
-                    &client,
-                    &url,
-                    &queries[i % queries.len()],
-                    Duration::from_secs(2),
-                )
-                .await;
+                let outcome = search(&client, &url, &queries[i % queries.len()], deadline).await;
                 let now = Instant::now();
                 if outcome == Outcome::Complete && now >= warm_until && now < end {
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -336,19 +335,34 @@ fn back_to_normal(results: &[(Duration, Duration, Outcome)], normal_us: u64) -> 
             .filter(|r| r.0.as_secs() == s && matches!(r.2, Outcome::Complete | Outcome::Partial));
         percentiles(window.map(|r| r.1), &[0.99])[0]
     };
-    let windows: Vec<u64> = (0..seconds).map(p99).collect();
+    // A second with no answer at all (everything refused or failed) is not normal.
+    let windows: Vec<u64> = (0..seconds)
+        .map(|s| match p99(s) {
+            0 => u64::MAX,
+            p => p,
+        })
+        .collect();
     (0..windows.len())
         .find(|&s| windows[s..].iter().all(|&w| w <= normal_us))
         .map(|s| s as f64)
 }
 
-/// Pauses the named processes from `from` for `length`; resumes them however the run ends.
-async fn pause(cluster: &LocalCluster, names: &[&str], from: Duration, length: Duration) {
-    let pids: Vec<i32> = names
+/// The pids of the named processes.
+fn pids(cluster: &LocalCluster, names: &[&str]) -> anyhow::Result<Vec<i32>> {
+    names
         .iter()
-        .filter_map(|n| cluster.process(n)?.pid())
-        .map(|p| p as i32)
-        .collect();
+        .map(|n| {
+            cluster
+                .process(n)
+                .and_then(|p| p.pid())
+                .map(|p| p as i32)
+                .ok_or_else(|| anyhow::anyhow!("no running process {n} to pause"))
+        })
+        .collect()
+}
+
+/// Pauses `pids` from `from` for `length`; resumes them however the run ends.
+async fn pause(pids: Vec<i32>, from: Duration, length: Duration) {
     struct Resume(Vec<i32>);
     impl Drop for Resume {
         fn drop(&mut self) {
@@ -391,7 +405,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<()> {
         .build()?;
     let c = match args.capacity {
         Some(c) => c,
-        None => capacity(&client, &url, &queries).await,
+        None => capacity(&client, &url, &queries, args.deadline).await,
     };
     println!("# capacity C = {c:.0} searches/s (closed loop, 16 clients, 10 s)");
     let mut reports = Vec::new();
@@ -527,6 +541,10 @@ mod tests {
         let results = vec![at(0, 500), at(1, 5), at(2, 300), at(3, 5), at(4, 4)];
         assert_eq!(back_to_normal(&results, 10_000), Some(3.0));
         assert_eq!(back_to_normal(&results[..3], 10_000), None);
+        // A second with nothing answered is not normal.
+        let refused = (Duration::from_secs(3), ms(1), Outcome::Refused);
+        let gap = vec![at(0, 5), at(1, 5), at(2, 5), refused, at(4, 5)];
+        assert_eq!(back_to_normal(&gap, 10_000), Some(4.0));
         assert!(memchr_partial(br#"{"partial":true,"hits":[]}"#));
         assert!(!memchr_partial(br#"{"partial":false}"#));
     }

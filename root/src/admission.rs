@@ -11,10 +11,11 @@
 //! `Gradient2` does (after TCP Vegas): a short average of search latencies against a long one.
 //! While the short one stays within `TOLERANCE` of the long one, queues are not building and
 //! the limit grows by its square root; when it rises above, the limit shrinks in proportion.
-//! Only searches that every shard answered are samples: a search cut short by its deadline (a
-//! hung shard, `timeout_ms=1`), refused, or dropped by its client says nothing about how long
-//! a search takes, and counting it would drive the limit down for a fault that admission cannot
-//! help with.
+//! Only searches that every shard answered are samples. A search that lost a shard for want of
+//! capacity (a missed deadline, busy leaves) is a drop: the limit shrinks by a tenth, as AIMD
+//! limiters do, since queues past the root are building. One that lost a shard to a fault (a
+//! stalled or dead replica), was refused, or was dropped by its client says nothing about
+//! load, and counting it would drive the limit down for a fault admission cannot help with.
 //!
 //! A queued search waits at most the policy's `max_wait`, and no longer than its deadline
 //! leaves time to run it (by the current latency estimate): a search that would start too late
@@ -112,6 +113,8 @@ const TOLERANCE: f64 = 1.5;
 /// Weights of a new sample in the short and long averages: about 10 and 500 searches.
 const SHORT_WEIGHT: f64 = 0.1;
 const LONG_WEIGHT: f64 = 0.002;
+/// What a drop leaves of the limit.
+const DROP_FACTOR: f64 = 0.9;
 /// How much of each newly computed limit is taken in.
 const SMOOTHING: f64 = 0.2;
 
@@ -146,6 +149,11 @@ impl GradientLimit {
     /// The recent average latency, once there is one.
     pub fn estimate(&self) -> Option<Duration> {
         self.short_us.map(|us| Duration::from_micros(us as u64))
+    }
+
+    /// Takes in a search that lost a shard for want of capacity: the limit shrinks by a tenth.
+    pub fn drop_sample(&mut self) {
+        self.limit = (self.limit * DROP_FACTOR).clamp(self.min, self.max);
     }
 
     /// Takes in the latency of a search that ran with `in_flight` searches at once.
@@ -284,7 +292,7 @@ impl Admission {
         Permit {
             admission: Arc::clone(self),
             started: Instant::now(),
-            complete: false,
+            outcome: None,
         }
     }
 
@@ -293,13 +301,17 @@ impl Admission {
         why
     }
 
-    /// Gives a place back, with the latency of a complete search if there is one, and hands
-    /// free places to the searches waiting longest.
-    fn release(&self, sample: Option<Duration>) {
+    /// Gives a place back, with what the search says of the load, and hands free places to
+    /// the searches waiting longest.
+    fn release(&self, sample: Sample) {
         let mut state = self.state.lock();
-        if let Some(latency) = sample {
-            let in_flight = state.in_flight;
-            state.limiter.sample(latency, in_flight);
+        match sample {
+            Sample::Latency(latency) => {
+                let in_flight = state.in_flight;
+                state.limiter.sample(latency, in_flight);
+            }
+            Sample::Drop => state.limiter.drop_sample(),
+            Sample::Nothing => {}
         }
         state.in_flight -= 1;
         let limit = self.current_limit(&state);
@@ -335,28 +347,48 @@ impl Drop for Waiter<'_> {
         }
         self.receiver.close();
         if self.receiver.try_recv().is_ok() {
-            self.admission.release(None);
+            self.admission.release(Sample::Nothing);
         }
     }
+}
+
+/// What a finished search says of the load.
+#[derive(Clone, Copy, Debug)]
+enum Sample {
+    /// Every shard answered, in this time.
+    Latency(Duration),
+    /// A shard was lost for want of capacity.
+    Drop,
+    /// Nothing: a fault, an error, a client that left.
+    Nothing,
 }
 
 /// A place for one search, given back when dropped.
 pub struct Permit {
     admission: Arc<Admission>,
     started: Instant,
-    complete: bool,
+    outcome: Option<bool>,
 }
 
 impl Permit {
     /// Marks the search as answered by every shard: its latency is a sample for the limit.
     pub fn complete(&mut self) {
-        self.complete = true;
+        self.outcome = Some(true);
+    }
+
+    /// Marks the search as having lost a shard for want of capacity: the limit shrinks.
+    pub fn overloaded(&mut self) {
+        self.outcome = Some(false);
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let sample = self.complete.then(|| self.started.elapsed());
+        let sample = match self.outcome {
+            Some(true) => Sample::Latency(self.started.elapsed()),
+            Some(false) => Sample::Drop,
+            None => Sample::Nothing,
+        };
         self.admission.release(sample);
     }
 }

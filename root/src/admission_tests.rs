@@ -168,3 +168,19 @@ async fn incomplete_searches_do_not_move_the_limit() {
     }
     assert_eq!(gate.limit(), before);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_search_that_lost_a_shard_to_the_load_shrinks_the_limit() {
+    let gate = Admission::new(&AdmissionPolicy::default());
+    let deadline = Instant::now() + ms(2_000);
+    let before = gate.limit();
+    let mut permit = gate.admit(deadline).await.unwrap();
+    permit.overloaded();
+    drop(permit);
+    assert_eq!(gate.limit(), before * 9 / 10);
+    for _ in 0..100 {
+        let mut permit = gate.admit(deadline).await.unwrap();
+        permit.overloaded();
+    }
+    assert_eq!(gate.limit(), AdmissionPolicy::default().min_in_flight);
+}

@@ -144,8 +144,9 @@ async fn search_post(
 }
 
 /// Validates (a bad request costs no place), passes the admission gate, searches. A search
-/// every shard answered is a latency sample for the concurrency limit; a partial one is not:
-/// its time is a fault's, not the load's.
+/// every shard answered is a latency sample for the concurrency limit; one missing a shard for
+/// want of capacity (a deadline missed, busy replicas) tells the limit to shrink; one missing a
+/// shard for a fault (a stall, a dead replica) says nothing about load.
 async fn run(state: &RootState, params: SearchParams) -> Result<Json<SearchResult>, ApiError> {
     let plan = params.validate(&state.config)?;
     let mut permit = state
@@ -156,6 +157,8 @@ async fn run(state: &RootState, params: SearchParams) -> Result<Json<SearchResul
     let result = search(&state.cluster, &state.config, &plan).await?;
     if !result.partial {
         permit.complete();
+    } else if result.overloaded {
+        permit.overloaded();
     }
     Ok(Json(result))
 }

@@ -66,16 +66,17 @@ impl Replica {
     /// (once, in the background) whether it is alive: a replica that does not answer that
     /// either has stalled (see [`crate::replica`]).
     pub fn check_for_stall(self: &Arc<Self>, timeout: Duration) {
-        if !self.state.begin_stall_check() {
+        let Some(since) = self.state.begin_stall_check() else {
             return;
-        }
+        };
         let replica = Arc::clone(self);
         tokio::spawn(async move {
             let alive = replica.client.check_health(timeout).await;
-            if !alive && !replica.state.is_stalled() {
+            let was = replica.state.is_stalled();
+            replica.state.stall_checked(alive, since);
+            if !was && replica.state.is_stalled() {
                 tracing::warn!(replica = %replica.name, "replica stalled: requests and a health check unanswered");
             }
-            replica.state.stall_checked(alive);
         });
     }
 
@@ -210,22 +211,25 @@ impl ReplicaSet {
         self.window.lock().delay()
     }
 
-    /// How many replicas may take a request now (see [`crate::replica::ReplicaState::is_live`]),
-    /// setting every replica's condition gauge and the shard's live-replica gauge on the way.
+    /// How many replicas are up (neither ejected nor stalled; a busy one is up, only full for a
+    /// moment), setting every replica's condition gauge and the shard's live-replica gauge on
+    /// the way.
     pub fn report_live(&self) -> usize {
         let live = self
             .replicas
             .load()
             .iter()
-            .filter(|r| r.report_condition() == Condition::Up)
+            .filter(|r| matches!(r.report_condition(), Condition::Up | Condition::Busy))
             .count();
         self.metrics.live_replicas.set(live as f64);
         live
     }
 
-    /// Whether at least one replica answered its last request or probe.
+    /// Whether at least one replica answered its last request or probe, and not every one has
+    /// stalled since.
     pub fn has_reachable_replica(&self) -> bool {
-        self.replicas.load().iter().any(|r| !r.state.is_failing())
+        let replicas = self.replicas.load();
+        replicas.iter().any(|r| !r.state.is_failing()) && !none_live(&replicas)
     }
 }
 

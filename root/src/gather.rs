@@ -203,6 +203,8 @@ pub struct Gathered {
     pub details: Vec<ShardDetail>,
     /// A shard missed the deadline.
     timed_out: bool,
+    /// A shard's replicas said they were busy.
+    busy: bool,
     /// A replica's connection broke under a query not known to be harmless there.
     lost_connection: bool,
     /// A shard's parser refused the query: the same on every shard, so it is the answer.
@@ -226,6 +228,7 @@ impl Gathered {
             failed: Vec::new(),
             details: Vec::with_capacity(outcomes.len()),
             timed_out: false,
+            busy: false,
             lost_connection: false,
             bad_request: None,
             inexact: false,
@@ -279,6 +282,7 @@ impl Gathered {
                 Err(e) => e,
             };
             gathered.timed_out |= failure == ShardError::Timeout;
+            gathered.busy |= matches!(failure, ShardError::Busy(_));
             // A query that ran here before did not break the replica (see `quarantine`).
             if matches!(failure, ShardError::ConnectionLost(_)) && !proven[shard as usize] {
                 gathered.lost_connection = true;
@@ -289,6 +293,12 @@ impl Gathered {
             });
         }
         gathered
+    }
+
+    /// Whether a shard is missing for want of capacity: it missed the deadline, or its
+    /// replicas were busy. Not for a stall or a dead replica, which are faults.
+    pub fn overloaded(&self) -> bool {
+        self.timed_out || self.busy
     }
 
     /// Whether every shard answered.

@@ -56,6 +56,9 @@ impl Default for ReplicaPolicy {
     }
 }
 
+/// The shortest `stall_after` taken: shorter would send a health check per look and spin.
+pub const MIN_STALL_AFTER: Duration = Duration::from_millis(10);
+
 /// How long a replica that said it is busy gets no new requests: long enough for its queue
 /// to drain a little, short enough that its share of the load comes back soon.
 const BUSY_FOR: Duration = Duration::from_millis(100);
@@ -134,8 +137,11 @@ pub enum FailureEffect {
 impl ReplicaState {
     /// A replica with no history: no latency estimate, not ejected.
     pub fn new(policy: &ReplicaPolicy) -> Self {
+        let mut policy = policy.clone();
+        policy.stall_after = policy.stall_after.max(MIN_STALL_AFTER);
+        let base_backoff = policy.base_backoff;
         Self {
-            policy: policy.clone(),
+            policy,
             outstanding: AtomicU32::new(0),
             stalled: AtomicBool::new(false),
             probing: AtomicBool::new(false),
@@ -147,7 +153,7 @@ impl ReplicaState {
             health: Mutex::new(Health {
                 failures: 0,
                 ejected_until: None,
-                backoff: policy.base_backoff,
+                backoff: base_backoff,
                 busy_until: None,
             }),
         }
@@ -218,19 +224,27 @@ impl ReplicaState {
                 > self.policy.stall_after
     }
 
-    /// Claims the health check about a possible stall: true for the one caller that should
-    /// send it now, which must then call [`ReplicaState::stall_checked`].
-    pub fn begin_stall_check(&self) -> bool {
-        self.looks_stalled() && !self.probing.swap(true, Ordering::AcqRel)
+    /// Claims the health check about a possible stall: for the one caller that should send it
+    /// now, the progress stamp it is about, to hand back to [`ReplicaState::stall_checked`].
+    pub fn begin_stall_check(&self) -> Option<Instant> {
+        if !self.looks_stalled() || self.probing.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(self.ewma.lock().progress)
     }
 
-    /// Takes in the answer of a stall health check: alive (its stall clock starts again) or
-    /// stalled.
-    pub fn stall_checked(&self, alive: bool) {
+    /// Takes in the answer of a stall health check begun at progress stamp `since`: alive (its
+    /// stall clock starts again) or stalled. An answer that came in while the check was out,
+    /// or nothing left outstanding, means no stall, whatever the check said: a late or lost
+    /// health check must not shut out a replica that is answering.
+    pub fn stall_checked(&self, alive: bool, since: Instant) {
+        let mut ewma = self.ewma.lock();
         if alive {
-            self.ewma.lock().progress = Instant::now();
+            ewma.progress = Instant::now();
         }
-        self.stalled.store(!alive, Ordering::Relaxed);
+        let stalled = !alive && ewma.progress == since && self.outstanding() > 0;
+        self.stalled.store(stalled, Ordering::Relaxed);
+        drop(ewma);
         self.probing.store(false, Ordering::Release);
     }
 
@@ -399,14 +413,21 @@ mod tests {
         r.start();
         tokio::time::advance(ms(60)).await;
         assert!(r.looks_stalled(), "120 ms with no answer");
-        assert!(r.begin_stall_check(), "one check is sent");
-        assert!(!r.begin_stall_check(), "and only one");
+        let since = r.begin_stall_check().expect("one check is sent");
+        assert!(r.begin_stall_check().is_none(), "and only one");
         // It answers its health check: a long search, not a stall.
-        r.stall_checked(true);
+        r.stall_checked(true, since);
         assert!(!r.looks_stalled() && r.is_live());
         tokio::time::advance(ms(120)).await;
-        assert!(r.begin_stall_check());
-        r.stall_checked(false);
+        let since = r.begin_stall_check().unwrap();
+        // An answer while the check was out: the check's silence does not count.
+        r.start();
+        r.finish(ms(1), true);
+        r.stall_checked(false, since);
+        assert!(r.is_live());
+        tokio::time::advance(ms(120)).await;
+        let since = r.begin_stall_check().unwrap();
+        r.stall_checked(false, since);
         assert_eq!(r.condition(), Condition::Stalled);
         // A cancelled request is no progress; an answer is.
         r.finish(ms(240), false);

@@ -17,10 +17,11 @@
 //! - a shard none of whose replicas is live (each ejected or stalled) is reported missing at
 //!   once rather than at the deadline; the health prober, and the first request after an
 //!   ejection ends, find out when it is back;
-//! - a request outstanding on a stalled replica is hedged at once, whatever the budget: the
-//!   budget keeps hedging from multiplying load when the whole cluster is slow, and a stall is
-//!   one replica's, which the stalled replica no longer shares; once every replica a request
-//!   is waiting on has stalled and none is left to try, the shard is given up;
+//! - a request whose attempts all wait on stalled replicas goes to a live replica at once,
+//!   whatever the hedge budget and even if it may not be hedged: the budget keeps hedging
+//!   from multiplying load when the whole cluster is slow, and a stall is one replica's, which
+//!   the stalled replica no longer shares; with no live replica left to try, the shard is
+//!   given up;
 //! - a replica that said it is busy is not a failure: the request goes to another replica, and
 //!   neither hedges nor new requests go to the busy one for a moment;
 //! - only what a replica did counts against it: a failure, an answer missing at the deadline
@@ -41,7 +42,7 @@ use crate::client::{check_answer, ShardError};
 use crate::cluster::{none_live, Cluster, Replica, ReplicaSet};
 use crate::config::RootConfig;
 use crate::metrics::AttemptKind;
-use crate::replica::ReplicaState;
+use crate::replica::{ReplicaState, MIN_STALL_AFTER};
 use crate::stats_cache::Source;
 
 /// How an attempt ended.
@@ -274,43 +275,40 @@ impl<'a> Attempts<'a> {
         }
     }
 
-    /// Whether some attempt is still waiting on a replica that has stalled.
-    fn waiting_on_a_stall(&self) -> bool {
-        self.unfinished()
-            .into_iter()
-            .any(|slot| self.replica(slot).state.is_stalled())
-    }
-
-    /// Whether nothing can answer any more: every attempt in flight waits on a stalled replica,
-    /// and no live replica is left to try.
-    fn hopeless(&self) -> bool {
+    /// Whether every attempt still in flight waits on a replica that has stalled.
+    fn waiting_only_on_stalls(&self) -> bool {
         let waiting = self.unfinished();
         !waiting.is_empty()
             && waiting
                 .iter()
                 .all(|&slot| self.replica(slot).state.is_stalled())
-            && !self
-                .replicas
-                .iter()
-                .zip(&self.tried)
-                .any(|(r, &tried)| !tried && r.state.is_live())
     }
 
-    /// The hedge delay passed with no answer: hedge to an untried live replica. A hedge away
-    /// from a stalled replica is free; any other takes a token from the budget.
-    fn hedge(&mut self) -> bool {
-        if !self.tried.iter().any(|t| !t) {
-            return false;
+    /// Every attempt in flight waits on a stalled replica: send the request to a live replica
+    /// not tried yet, whatever the budget and whether or not the request may be hedged (the
+    /// stalled replica no longer shares the load, so this adds none). Returns false when no
+    /// live replica is left: nothing can answer any more. (A busy replica is not live: it
+    /// would refuse at once.)
+    fn route_around_stall(&mut self) -> bool {
+        let sent = self.launch(AttemptKind::Hedge);
+        if sent {
+            self.set.metrics.hedges_sent.increment(1);
         }
-        if self.waiting_on_a_stall() || self.set.budget.try_withdraw() {
-            let sent = self.launch(AttemptKind::Hedge);
-            if sent {
+        sent
+    }
+
+    /// The hedge delay passed with no answer: hedge to an untried live replica if the budget
+    /// allows.
+    fn hedge(&mut self) {
+        if !self.tried.iter().any(|t| !t) {
+            return;
+        }
+        if self.set.budget.try_withdraw() {
+            if self.launch(AttemptKind::Hedge) {
                 self.set.metrics.hedges_sent.increment(1);
             }
-            sent
         } else {
             self.set.metrics.hedges_skipped_budget.increment(1);
-            false
         }
     }
 
@@ -395,10 +393,10 @@ pub async fn search_shard(
         };
     }
     let hedging = options.hedge && config.hedge.enabled && replicas.len() > 1;
-    let stall_after = config.replica.stall_after;
+    let stall_after = config.replica.stall_after.max(MIN_STALL_AFTER);
     // The first look at the shard's attempts comes at the hedge delay (without hedging, when a
     // stall could first show); later ones every half `stall_after`, to ask a silent replica
-    // whether it is alive, and to hedge away from, or give up on, one that stalled.
+    // whether it is alive, and to route around, or give up on, one that stalled.
     let first_look = if hedging {
         set.hedge_delay()
     } else {
@@ -406,7 +404,6 @@ pub async fn search_shard(
     };
     let mut look_at = (started + first_look).min(deadline);
     let mut first = true;
-    let mut hedged = false;
     let mut timed_out = false;
     let result = loop {
         tokio::select! {
@@ -427,17 +424,16 @@ pub async fn search_shard(
             _ = tokio::time::sleep_until(look_at) => {
                 look_at = (Instant::now() + stall_after / 2).min(deadline);
                 attempts.check_for_stalls(stall_after);
-                // At the hedge delay, a hedge if the budget allows; later, a free one if what
-                // the request waits on stalled since.
-                if hedging && !hedged && (first || attempts.waiting_on_a_stall()) {
-                    hedged = attempts.hedge();
+                if attempts.waiting_only_on_stalls() {
+                    if !attempts.route_around_stall() {
+                        break Err(ShardError::Unavailable(
+                            "every replica asked has stalled and no live one is left".into(),
+                        ));
+                    }
+                } else if first && hedging {
+                    attempts.hedge();
                 }
                 first = false;
-                if attempts.hopeless() {
-                    break Err(ShardError::Unavailable(
-                        "every replica asked has stalled and no live one is left".into(),
-                    ));
-                }
             }
         }
     };

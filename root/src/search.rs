@@ -174,6 +174,10 @@ pub struct SearchResult {
     pub next: Option<String>,
     /// Which shards answered, and how.
     pub shards: ShardsSummary,
+    /// Whether a shard is missing for want of capacity (see [`crate::gather::Gathered::overloaded`]):
+    /// a signal for admission control, not part of the response.
+    #[serde(skip)]
+    pub overloaded: bool,
     /// Which statistics the scores come from: `cached` or `fetched` (the cluster's; fetched
     /// cost a round trip), `partial` (the cluster's minus a shard that could not be asked),
     /// `shard` (each shard's own), `rescored` (the cluster's, after a shard's answer showed the
@@ -268,6 +272,7 @@ pub async fn search(
         }
     };
     let answered = gathered.into_answer(cluster.shards().len(), plan.allow_partial)?;
+    let overloaded = answered.overloaded();
     if !answered.failed.is_empty() {
         cluster.partial_responses.increment(1);
     }
@@ -290,6 +295,7 @@ pub async fn search(
             details: answered.details,
         },
         stats: stats_source,
+        overloaded,
     })
 }
 

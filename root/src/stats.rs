@@ -121,12 +121,14 @@ async fn shard_stats(
         Some(Arc::clone(&replicas[slot]))
     };
     let mut asking = FuturesUnordered::new();
-    match pick(&mut tried, Reach::Any) {
-        Some(replica) => asking.push(ask(replica, query, deadline)),
+    let primary = match pick(&mut tried, Reach::Any) {
+        Some(replica) => replica,
         None => return Err(ShardError::Unavailable("no replica".into())),
-    }
+    };
+    asking.push(ask(Arc::clone(&primary), query, deadline));
+    // A hedge that could only leave at the deadline would be cancelled as it is sent.
     let mut hedge_at =
-        (replicas.len() > 1).then(|| (Instant::now() + set.hedge_delay()).min(deadline));
+        Some(Instant::now() + set.hedge_delay()).filter(|&at| replicas.len() > 1 && at < deadline);
     let mut last = ShardError::Timeout;
     loop {
         let hedge_timer = async {
@@ -155,15 +157,17 @@ async fn shard_stats(
                     }
                 }
             },
+            _ = tokio::time::sleep_until(deadline) => return Err(last),
             _ = hedge_timer => {
                 hedge_at = None;
-                if set.budget.try_withdraw() || replicas.iter().any(|r| r.state.is_stalled()) {
+                // Free away from a stalled first replica, else from the shard's budget.
+                if primary.state.is_stalled() || set.budget.try_withdraw() {
                     if let Some(next) = pick(&mut tried, Reach::Live) {
+                        set.metrics.hedges_sent.increment(1);
                         asking.push(ask(next, query, deadline));
                     }
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => return Err(last),
         }
     }
 }
