@@ -414,7 +414,7 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<()> {
         let before = ejections(&client, &url).await;
         let (memory, watcher) = watch_memory(&cluster);
         let name = format!("{factor}C");
-        let results = open_loop(
+        let step = open_loop(
             &client,
             &url,
             &queries,
@@ -422,8 +422,19 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<()> {
             args.step,
             args.deadline,
             i as u64,
-        )
-        .await;
+        );
+        // After an overload step, 0.5C from the moment its schedule ends, while its backlog
+        // is still being answered: how long until latency is normal again.
+        let recovery = async {
+            if factor < 1.0 {
+                return Vec::new();
+            }
+            tokio::time::sleep(args.step).await;
+            let rate = 0.5 * c;
+            let length = Duration::from_secs(10);
+            open_loop(&client, &url, &queries, rate, length, args.deadline, 99).await
+        };
+        let (results, recovery) = tokio::join!(step, recovery);
         watcher.abort();
         let mut report = summarise(&name, factor * c, args.step, args.deadline, &results);
         report.ejections = ejections(&client, &url).await - before;
@@ -431,16 +442,6 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<()> {
         if factor < 1.0 {
             normal_us = report.answered_us[1] * 3 / 2;
         } else {
-            let recovery = open_loop(
-                &client,
-                &url,
-                &queries,
-                0.5 * c,
-                Duration::from_secs(10),
-                args.deadline,
-                99,
-            )
-            .await;
             report.back_to_normal_s = back_to_normal(&recovery, normal_us);
         }
         print_report(&report);
@@ -467,10 +468,13 @@ pub async fn run(args: OverloadArgs) -> anyhow::Result<()> {
             args.deadline,
             10 + i as u64,
         );
-        let fault = pause(&cluster, &victims, Duration::from_secs(5), length);
+        let (memory, watcher) = watch_memory(&cluster);
+        let fault = pause(pids(&cluster, &victims)?, Duration::from_secs(5), length);
         let (results, ()) = tokio::join!(load, fault);
+        watcher.abort();
         let mut report = summarise(name, 0.5 * c, run_for, args.deadline, &results);
         report.ejections = ejections(&client, &url).await - before;
+        (report.root_rss_mib, report.leaf_rss_mib) = *memory.lock();
         print_report(&report);
         reports.push(report);
         // Let the prober find the replicas back before the next run.
