@@ -8,9 +8,12 @@
 //! that it is refused at once (HTTP 503 with `Retry-After`), which a client can act on.
 //!
 //! The limit adapts to the measured latency with a gradient, as Netflix's concurrency-limits
-//! `Gradient2` does (after TCP Vegas): a short average of search latencies against a long one.
-//! While the short one stays within `TOLERANCE` of the long one, queues are not building and
-//! the limit grows by its square root; when it rises above, the limit shrinks in proportion.
+//! `Gradient2` does (after TCP Vegas): a short average of search latencies against a baseline,
+//! the latency unloaded. While the short one stays within `TOLERANCE` of the baseline, queues
+//! are not building and the limit grows by its square root; when it rises above, the limit
+//! shrinks in proportion. The baseline follows lower latency within tens of searches and
+//! higher latency only over minutes: Gradient2's long average, counted in searches, followed
+//! an overload within a second at this service's rates, and then held the limit high.
 //! Only searches that every shard answered are samples. A search that lost a shard for want of
 //! capacity (a missed deadline, busy leaves) is a drop: the limit shrinks by a tenth, as AIMD
 //! limiters do, since queues past the root are building. One that lost a shard to a fault (a
@@ -51,9 +54,10 @@ pub struct AdmissionPolicy {
     pub min_in_flight: usize,
     /// The adaptive limit's ceiling. Default 256.
     pub max_in_flight: usize,
-    /// Searches that may wait for a place; past it they are refused. Default 64.
+    /// Searches that may wait for a place; past it they are refused. Default 32.
     pub queue: usize,
-    /// Longest a search waits in the queue. Default 50 ms.
+    /// Longest a search waits in the queue. Default 10 ms: the queue smooths bursts; a longer
+    /// wait would only make refusals slow.
     pub max_wait: Duration,
 }
 
@@ -64,8 +68,8 @@ impl Default for AdmissionPolicy {
             initial: 16,
             min_in_flight: 4,
             max_in_flight: 256,
-            queue: 64,
-            max_wait: Duration::from_millis(50),
+            queue: 32,
+            max_wait: Duration::from_millis(10),
         }
     }
 }
@@ -108,11 +112,17 @@ impl Refusal {
     }
 }
 
-/// Short average latency over the long one above which the limit shrinks.
+/// Short average latency over the baseline above which the limit shrinks.
 const TOLERANCE: f64 = 1.5;
-/// Weights of a new sample in the short and long averages: about 10 and 500 searches.
+/// Weight of a new sample in the short average: about the last 10 searches.
 const SHORT_WEIGHT: f64 = 0.1;
-const LONG_WEIGHT: f64 = 0.002;
+/// Weight of a lower short average in the baseline: it follows better latency within tens
+/// of searches.
+const BASELINE_FALL: f64 = 0.05;
+/// Time constant of the baseline's rise toward a higher short average. Counted in time, not
+/// searches: at 1,000 searches a second, a baseline of 500 searches would follow an overload
+/// within a second, and the limit would then let the queues it caused stand.
+const BASELINE_RISE: Duration = Duration::from_secs(120);
 /// What a drop leaves of the limit.
 const DROP_FACTOR: f64 = 0.9;
 /// How much of each newly computed limit is taken in.
@@ -125,7 +135,9 @@ pub struct GradientLimit {
     min: f64,
     max: f64,
     short_us: Option<f64>,
-    long_us: Option<f64>,
+    /// The latency of the system unloaded, as far as recent searches show it.
+    baseline_us: Option<f64>,
+    last: Option<Instant>,
 }
 
 impl GradientLimit {
@@ -137,7 +149,8 @@ impl GradientLimit {
             min,
             max,
             short_us: None,
-            long_us: None,
+            baseline_us: None,
+            last: None,
         }
     }
 
@@ -164,24 +177,32 @@ impl GradientLimit {
             None => rtt,
         };
         let short = blend(self.short_us, SHORT_WEIGHT);
-        let mut long = blend(self.long_us, LONG_WEIGHT);
-        // Latency fell well below what the long average remembers (a slow spell ended): pull
-        // the long average down faster, or the limit would stay high on a stale baseline.
-        if long / short.max(1.0) > 2.0 {
-            long *= 0.95;
-        }
+        let now = Instant::now();
+        let since = self.last.map_or(Duration::ZERO, |last| now - last);
+        let baseline = match self.baseline_us {
+            None => short,
+            Some(base) if short < base => base + (short - base) * BASELINE_FALL,
+            // Latency can rise for good (a bigger index), so the baseline follows, slowly.
+            Some(base) => base + (short - base) * (1.0 - weight(since, BASELINE_RISE)),
+        };
         self.short_us = Some(short);
-        self.long_us = Some(long);
+        self.baseline_us = Some(baseline);
+        self.last = Some(now);
         // With fewer than half the places used, latency says nothing about the limit: it would
         // grow without bound under a light load and then let a burst in at once.
         if (in_flight as f64) < self.limit / 2.0 {
             return;
         }
-        let gradient = (TOLERANCE * long / short.max(1.0)).clamp(0.5, 1.0);
+        let gradient = (TOLERANCE * baseline / short.max(1.0)).clamp(0.5, 1.0);
         let proposed = self.limit * gradient + self.limit.sqrt();
         self.limit =
             (self.limit * (1.0 - SMOOTHING) + proposed * SMOOTHING).clamp(self.min, self.max);
     }
+}
+
+/// How much of a value `elapsed` old still counts: e^(−elapsed / tau).
+fn weight(elapsed: Duration, tau: Duration) -> f64 {
+    (-elapsed.as_secs_f64() / tau.as_secs_f64()).exp()
 }
 
 struct State {

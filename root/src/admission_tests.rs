@@ -184,3 +184,24 @@ async fn a_search_that_lost_a_shard_to_the_load_shrinks_the_limit() {
     }
     assert_eq!(gate.limit(), AdmissionPolicy::default().min_in_flight);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lasting_overload_does_not_become_the_baseline_within_a_minute() {
+    let mut limit = GradientLimit::new(64, 4, 256);
+    for _ in 0..100 {
+        let in_flight = limit.limit();
+        limit.sample(ms(10), in_flight);
+        tokio::time::advance(ms(10)).await;
+    }
+    // A minute of searches five times slower at full use: queues stand somewhere.
+    for _ in 0..6_000 {
+        let in_flight = limit.limit();
+        limit.sample(ms(50), in_flight);
+        tokio::time::advance(ms(10)).await;
+    }
+    assert!(
+        limit.limit() < 32,
+        "the limit stays down while latency stays up: {}",
+        limit.limit()
+    );
+}

@@ -117,10 +117,10 @@ pub struct Args {
     #[arg(long, env = "FANOUT_ROOT_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(4..))]
     pub max_in_flight: u32,
     /// Searches that may wait for a place once the limit is reached; 0 refuses at once.
-    #[arg(long, env = "FANOUT_ROOT_ADMISSION_QUEUE", default_value_t = 64)]
+    #[arg(long, env = "FANOUT_ROOT_ADMISSION_QUEUE", default_value_t = 32)]
     pub admission_queue: u32,
     /// Longest a search waits for a place (never past what its deadline allows).
-    #[arg(long, env = "FANOUT_ROOT_ADMISSION_WAIT", default_value = "50ms", value_parser = parse_duration)]
+    #[arg(long, env = "FANOUT_ROOT_ADMISSION_WAIT", default_value = "10ms", value_parser = parse_duration)]
     pub admission_wait: Duration,
     /// Failures in a row that eject a replica.
     #[arg(long, env = "FANOUT_ROOT_EJECT_AFTER", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
@@ -135,7 +135,7 @@ pub struct Args {
     /// check, which must answer within as long again; if it does not, the replica has stalled:
     /// requests waiting on it are hedged at once (whatever the budget), new ones go elsewhere,
     /// and a shard whose replicas all stalled answers at once as missing.
-    #[arg(long, env = "FANOUT_ROOT_STALL_AFTER", default_value = "100ms", value_parser = at_least_10ms)]
+    #[arg(long, env = "FANOUT_ROOT_STALL_AFTER", default_value = "50ms", value_parser = at_least_10ms)]
     pub stall_after: Duration,
     /// Limits on what one query may ask, shared with the leaves.
     #[command(flatten)]

@@ -40,7 +40,7 @@ pub struct ReplicaPolicy {
     /// Longest ejection. Default 30 s.
     pub max_backoff: Duration,
     /// How long a replica with requests outstanding may go without answering any before it
-    /// is asked whether it is alive, and how long that question waits. Default 100 ms.
+    /// is asked whether it is alive, and how long that question waits. Default 50 ms.
     pub stall_after: Duration,
 }
 
@@ -51,7 +51,7 @@ impl Default for ReplicaPolicy {
             consecutive_failures: 2,
             base_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
-            stall_after: Duration::from_millis(100),
+            stall_after: Duration::from_millis(50),
         }
     }
 }
@@ -404,7 +404,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_replica_that_answers_nothing_while_asked_is_stalled_and_a_busy_one_recovers() {
-        let policy = ReplicaPolicy::default();
+        let policy = ReplicaPolicy {
+            stall_after: ms(100),
+            ..ReplicaPolicy::default()
+        };
         let r = ReplicaState::new(&policy);
         tokio::time::advance(ms(1_000)).await;
         assert!(!r.looks_stalled(), "idle is not stalled");

@@ -99,7 +99,7 @@ async fn a_shard_whose_only_replica_stalled_is_given_up_early_and_then_at_once()
         Topology::from_specs(&[format!("0={}", live.addr), format!("1={silent}")]).unwrap();
     let (http, _root) = support::start_root(&topology, RootConfig::default()).await;
     // The first search waits on the silent replica until it has been quiet for stall_after
-    // (100 ms) and its health check went unanswered as long: then the shard is given up, well
+    // (50 ms) and its health check went unanswered as long: then the shard is given up, well
     // before the 5 s deadline.
     let started = Instant::now();
     let (status, _, body) = get(&format!("{http}/v1/search?q=dog&timeout_ms=5000")).await;
