@@ -22,7 +22,9 @@
 //!
 //! A queued search waits at most the policy's `max_wait`, and no longer than its deadline
 //! leaves time to run it (by the current latency estimate): a search that would start too late
-//! to answer is refused now rather than run for nobody.
+//! to answer is refused now rather than run for nobody. A search that, by the same estimate,
+//! would wait longer than that for its turn is refused at once, not after the wait: a refusal
+//! is only useful fast.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -50,7 +52,7 @@ pub struct AdmissionPolicy {
     pub mode: LimitMode,
     /// The adaptive limit's start. Default 16.
     pub initial: usize,
-    /// The adaptive limit's floor. Default 4.
+    /// The adaptive limit's floor. Default 8.
     pub min_in_flight: usize,
     /// The adaptive limit's ceiling. Default 256.
     pub max_in_flight: usize,
@@ -66,7 +68,7 @@ impl Default for AdmissionPolicy {
         Self {
             mode: LimitMode::Adaptive,
             initial: 16,
-            min_in_flight: 4,
+            min_in_flight: 8,
             max_in_flight: 256,
             queue: 32,
             max_wait: Duration::from_millis(10),
@@ -285,7 +287,12 @@ impl Admission {
             let run_time = state.limiter.estimate().unwrap_or(Duration::ZERO);
             let latest_start = deadline.checked_sub(run_time).unwrap_or(now);
             let wait_until = (now + self.policy.max_wait).min(latest_start);
-            if wait_until <= now {
+            // Places free at about `limit` per run time: a search that far back in the queue
+            // would wait longer than it may, so it is told now rather than after the wait.
+            let limit = self.current_limit(&state).max(1) as u32;
+            let ahead = state.waiting.len() as u32 + 1;
+            let expected_wait = run_time.saturating_mul(ahead) / limit;
+            if wait_until <= now || now + expected_wait > wait_until {
                 return Err(self.refuse(Refusal::Deadline));
             }
             let (sender, receiver) = oneshot::channel();

@@ -109,12 +109,12 @@ pub struct Args {
     #[arg(long, env = "FANOUT_ROOT_HEDGE_BURST", default_value_t = 10.0, value_parser = non_negative)]
     pub hedge_burst: f64,
     /// How many searches run at once: `adaptive` (a limit that follows the measured latency,
-    /// between 4 and --max-in-flight), a fixed number, or `off` (no limit). Past the limit a
+    /// between 8 and --max-in-flight), a fixed number, or `off` (no limit). Past the limit a
     /// search waits in a short queue, and past that it is refused with 503 and `Retry-After`.
     #[arg(long, env = "FANOUT_ROOT_ADMISSION", default_value = "adaptive", value_parser = limit_mode)]
     pub admission: LimitMode,
     /// The adaptive limit's ceiling.
-    #[arg(long, env = "FANOUT_ROOT_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(4..))]
+    #[arg(long, env = "FANOUT_ROOT_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(8..))]
     pub max_in_flight: u32,
     /// Searches that may wait for a place once the limit is reached; 0 refuses at once.
     #[arg(long, env = "FANOUT_ROOT_ADMISSION_QUEUE", default_value_t = 32)]
