@@ -196,6 +196,11 @@ impl GradientLimit {
             return;
         }
         let gradient = (TOLERANCE * baseline / short.max(1.0)).clamp(0.5, 1.0);
+        // A limit not reached does not hold anything back, so shrinking it would only refuse a
+        // later burst: latency then comes from something else (a costly query, another root).
+        if gradient < 1.0 && (in_flight as f64) < self.limit * 0.9 {
+            return;
+        }
         let proposed = self.limit * gradient + self.limit.sqrt();
         self.limit =
             (self.limit * (1.0 - SMOOTHING) + proposed * SMOOTHING).clamp(self.min, self.max);

@@ -221,3 +221,17 @@ async fn a_search_that_would_wait_past_its_turn_is_refused_at_once() {
     assert_eq!(gate.admit(deadline).await.err(), Some(Refusal::Deadline));
     assert_eq!(start.elapsed(), Duration::ZERO, "told at once");
 }
+
+#[test]
+fn a_limit_that_is_not_reached_does_not_shrink() {
+    let mut limit = GradientLimit::new(16, 8, 256);
+    for _ in 0..20 {
+        limit.sample(ms(10), 16);
+    }
+    let before = limit.limit();
+    // Slow searches (a costly query mix), with the limit not binding: nothing to hold back.
+    for _ in 0..50 {
+        limit.sample(ms(40), 10);
+    }
+    assert_eq!(limit.limit(), before);
+}
