@@ -9,9 +9,12 @@
 //!
 //! The limit adapts to the measured latency with a gradient, as Netflix's concurrency-limits
 //! `Gradient2` does (after TCP Vegas): a short average of search latencies against a baseline,
-//! the latency unloaded. While the short one stays within `TOLERANCE` of the baseline, queues
-//! are not building and the limit grows by its square root; when it rises above, the limit
-//! shrinks in proportion. The baseline follows lower latency within tens of searches and
+//! the latency unloaded. Each complete search moves the limit a fifth of the way toward
+//! `limit × gradient + √limit`, where the gradient is `TOLERANCE × baseline / short`, at most 1
+//! and at least ½: while latency stays within `TOLERANCE` of the baseline, queues are not
+//! building and the limit grows by its square root; well above it, the limit shrinks. In
+//! fixed and off modes the limiter still runs, for its latency estimate (the queue's
+//! deadline checks), not for the limit. The baseline follows lower latency within tens of searches and
 //! higher latency only over minutes: Gradient2's long average, counted in searches, followed
 //! an overload within a second at this service's rates, and then held the limit high.
 //! Only searches that every shard answered are samples. A search that lost a shard for want of
@@ -22,9 +25,9 @@
 //!
 //! A queued search waits at most the policy's `max_wait`, and no longer than its deadline
 //! leaves time to run it (by the current latency estimate): a search that would start too late
-//! to answer is refused now rather than run for nobody. A search that, by the same estimate,
-//! would wait longer than that for its turn is refused at once, not after the wait: a refusal
-//! is only useful fast.
+//! to answer is refused now rather than run for nobody. (Refusing at once a search that, by
+//! the estimate, would wait past its turn made refusals faster at the median but not at the
+//! tail, and cost goodput: see bench/results/overload.md.)
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -125,6 +128,8 @@ const BASELINE_FALL: f64 = 0.05;
 /// searches: at 1,000 searches a second, a baseline of 500 searches would follow an overload
 /// within a second, and the limit would then let the queues it caused stand.
 const BASELINE_RISE: Duration = Duration::from_secs(120);
+/// The share of the limit in use above which the limit is what holds searches back.
+const BINDING: f64 = 0.9;
 /// What a drop leaves of the limit.
 const DROP_FACTOR: f64 = 0.9;
 /// How much of each newly computed limit is taken in.
@@ -166,8 +171,12 @@ impl GradientLimit {
         self.short_us.map(|us| Duration::from_micros(us as u64))
     }
 
-    /// Takes in a search that lost a shard for want of capacity: the limit shrinks by a tenth.
-    pub fn drop_sample(&mut self) {
+    /// Takes in a search that lost a shard for want of capacity, with `in_flight` searches at
+    /// once: the limit shrinks by a tenth, if it is what holds searches back.
+    pub fn drop_sample(&mut self, in_flight: usize) {
+        if (in_flight as f64) < self.limit * BINDING {
+            return;
+        }
         self.limit = (self.limit * DROP_FACTOR).clamp(self.min, self.max);
     }
 
@@ -190,15 +199,16 @@ impl GradientLimit {
         self.short_us = Some(short);
         self.baseline_us = Some(baseline);
         self.last = Some(now);
-        // With fewer than half the places used, latency says nothing about the limit: it would
-        // grow without bound under a light load and then let a burst in at once.
+        // Two guards on what latency may say about the limit. With fewer than half the places
+        // used, nothing: the limit would grow without bound under a light load and then let a
+        // burst in at once. With the limit not reached (under 90% used), nothing against it:
+        // it held nothing back, so the latency came from elsewhere (a costly query mix, another
+        // root), and shrinking it would only refuse a later burst.
         if (in_flight as f64) < self.limit / 2.0 {
             return;
         }
         let gradient = (TOLERANCE * baseline / short.max(1.0)).clamp(0.5, 1.0);
-        // A limit not reached does not hold anything back, so shrinking it would only refuse a
-        // later burst: latency then comes from something else (a costly query, another root).
-        if gradient < 1.0 && (in_flight as f64) < self.limit * 0.9 {
+        if gradient < 1.0 && (in_flight as f64) < self.limit * BINDING {
             return;
         }
         let proposed = self.limit * gradient + self.limit.sqrt();
@@ -210,6 +220,15 @@ impl GradientLimit {
 /// How much of a value `elapsed` old still counts: e^(−elapsed / tau).
 fn weight(elapsed: Duration, tau: Duration) -> f64 {
     (-elapsed.as_secs_f64() / tau.as_secs_f64()).exp()
+}
+
+/// The limit as the gauge shows it: 0 for none (`off`).
+fn gauge_value(limit: usize) -> f64 {
+    if limit == usize::MAX {
+        0.0
+    } else {
+        limit as f64
+    }
 }
 
 struct State {
@@ -250,7 +269,7 @@ impl Admission {
             queued_gauge: metrics::gauge!("fanout_root_admission_queued"),
             refused,
         };
-        admission.limit_gauge.set(admission.limit() as f64);
+        admission.limit_gauge.set(gauge_value(admission.limit()));
         Arc::new(admission)
     }
 
@@ -285,6 +304,7 @@ impl Admission {
             }
             // Searches whose clients left while queued still hold their senders.
             state.waiting.retain(|sender| !sender.is_closed());
+            self.queued_gauge.set(state.waiting.len() as f64);
             if state.waiting.len() >= self.policy.queue {
                 return Err(self.refuse(Refusal::QueueFull));
             }
@@ -292,12 +312,7 @@ impl Admission {
             let run_time = state.limiter.estimate().unwrap_or(Duration::ZERO);
             let latest_start = deadline.checked_sub(run_time).unwrap_or(now);
             let wait_until = (now + self.policy.max_wait).min(latest_start);
-            // Places free at about `limit` per run time: a search that far back in the queue
-            // would wait longer than it may, so it is told now rather than after the wait.
-            let limit = self.current_limit(&state).max(1) as u32;
-            let ahead = state.waiting.len() as u32 + 1;
-            let expected_wait = run_time.saturating_mul(ahead) / limit;
-            if wait_until <= now || now + expected_wait > wait_until {
+            if wait_until <= now {
                 return Err(self.refuse(Refusal::Deadline));
             }
             let (sender, receiver) = oneshot::channel();
@@ -325,12 +340,16 @@ impl Admission {
         Permit {
             admission: Arc::clone(self),
             started: Instant::now(),
-            outcome: None,
+            outcome: Outcome::Unknown,
         }
     }
 
     fn refuse(&self, why: Refusal) -> Refusal {
-        self.refused[why as usize].increment(1);
+        let counter = match why {
+            Refusal::QueueFull => &self.refused[0],
+            Refusal::Deadline => &self.refused[1],
+        };
+        counter.increment(1);
         why
     }
 
@@ -343,7 +362,10 @@ impl Admission {
                 let in_flight = state.in_flight;
                 state.limiter.sample(latency, in_flight);
             }
-            Sample::Drop => state.limiter.drop_sample(),
+            Sample::Drop => {
+                let in_flight = state.in_flight;
+                state.limiter.drop_sample(in_flight);
+            }
             Sample::Nothing => {}
         }
         state.in_flight -= 1;
@@ -357,8 +379,7 @@ impl Admission {
                 state.in_flight += 1;
             }
         }
-        self.limit_gauge
-            .set(limit.min(self.policy.max_in_flight) as f64);
+        self.limit_gauge.set(gauge_value(limit));
         self.in_flight_gauge.set(state.in_flight as f64);
         self.queued_gauge.set(state.waiting.len() as f64);
     }
@@ -400,27 +421,38 @@ enum Sample {
 pub struct Permit {
     admission: Arc<Admission>,
     started: Instant,
-    outcome: Option<bool>,
+    outcome: Outcome,
+}
+
+/// How the search a permit is for ended, as far as the limit cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    /// Not said: a fault, an error, a client that left.
+    Unknown,
+    /// Every shard answered.
+    Complete,
+    /// A shard was lost for want of capacity.
+    Overloaded,
 }
 
 impl Permit {
     /// Marks the search as answered by every shard: its latency is a sample for the limit.
     pub fn complete(&mut self) {
-        self.outcome = Some(true);
+        self.outcome = Outcome::Complete;
     }
 
     /// Marks the search as having lost a shard for want of capacity: the limit shrinks.
     pub fn overloaded(&mut self) {
-        self.outcome = Some(false);
+        self.outcome = Outcome::Overloaded;
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let sample = match self.outcome {
-            Some(true) => Sample::Latency(self.started.elapsed()),
-            Some(false) => Sample::Drop,
-            None => Sample::Nothing,
+            Outcome::Complete => Sample::Latency(self.started.elapsed()),
+            Outcome::Overloaded => Sample::Drop,
+            Outcome::Unknown => Sample::Nothing,
         };
         self.admission.release(sample);
     }

@@ -206,22 +206,6 @@ async fn a_lasting_overload_does_not_become_the_baseline_within_a_minute() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_search_that_would_wait_past_its_turn_is_refused_at_once() {
-    let gate = fixed(1, 8);
-    let deadline = Instant::now() + ms(2_000);
-    let mut permit = gate.admit(deadline).await.unwrap();
-    tokio::time::advance(ms(20)).await;
-    permit.complete();
-    drop(permit);
-    // Searches take 20 ms and one runs at a time: the next place is 20 ms away, past the
-    // 10 ms a search may wait.
-    let _held = gate.admit(deadline).await.unwrap();
-    let start = Instant::now();
-    assert_eq!(gate.admit(deadline).await.err(), Some(Refusal::Deadline));
-    assert_eq!(start.elapsed(), Duration::ZERO, "told at once");
-}
-
 #[test]
 fn a_limit_that_is_not_reached_does_not_shrink() {
     let mut limit = GradientLimit::new(16, 8, 256);

@@ -154,7 +154,16 @@ async fn run(state: &RootState, params: SearchParams) -> Result<Json<SearchResul
         .admit(plan.deadline())
         .await
         .map_err(|why| overloaded(&state.admission, why))?;
-    let result = search(&state.cluster, &state.config, &plan).await?;
+    let result = match search(&state.cluster, &state.config, &plan).await {
+        Ok(result) => result,
+        Err(e) => {
+            // A shard missed the deadline, and the search wanted every shard.
+            if matches!(e, ApiError::GatewayTimeout(_)) {
+                permit.overloaded();
+            }
+            return Err(e);
+        }
+    };
     if !result.partial {
         permit.complete();
     } else if result.overloaded {

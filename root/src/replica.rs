@@ -40,7 +40,7 @@ pub struct ReplicaPolicy {
     /// Longest ejection. Default 30 s.
     pub max_backoff: Duration,
     /// How long a replica with requests outstanding may go without answering any before it
-    /// is asked whether it is alive, and how long that question waits. Default 50 ms.
+    /// is asked whether it is alive; the question waits twice as long. Default 50 ms.
     pub stall_after: Duration,
 }
 
@@ -293,6 +293,8 @@ impl ReplicaState {
     /// Records a success: the replica is fully re-admitted.
     pub fn record_success(&self) {
         let policy = &self.policy;
+        // An answer from the replica: a stall check still out must not undo it.
+        self.ewma.lock().progress = Instant::now();
         self.stalled.store(false, Ordering::Relaxed);
         let mut health = self.health.lock();
         health.failures = 0;

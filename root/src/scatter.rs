@@ -394,16 +394,15 @@ pub async fn search_shard(
     }
     let hedging = options.hedge && config.hedge.enabled && replicas.len() > 1;
     let stall_after = config.replica.stall_after.max(MIN_STALL_AFTER);
-    // The first look at the shard's attempts comes at the hedge delay (without hedging, when a
-    // stall could first show); later ones every half `stall_after`, to ask a silent replica
-    // whether it is alive, and to route around, or give up on, one that stalled.
-    let first_look = if hedging {
-        set.hedge_delay()
-    } else {
-        stall_after
+    // The attempts are looked at every half `stall_after`, to ask a silent replica whether it
+    // is alive and to route around, or give up on, one that stalled; and once at the hedge
+    // delay, to hedge.
+    let mut hedge_at = hedging.then(|| started + set.hedge_delay());
+    let next_look = |now: Instant, hedge_at: Option<Instant>| {
+        let look = now + stall_after / 2;
+        hedge_at.map_or(look, |at| look.min(at)).min(deadline)
     };
-    let mut look_at = (started + first_look).min(deadline);
-    let mut first = true;
+    let mut look_at = next_look(started, hedge_at);
     let mut timed_out = false;
     let result = loop {
         tokio::select! {
@@ -422,18 +421,21 @@ pub async fn search_shard(
                 break Err(ShardError::Timeout);
             }
             _ = tokio::time::sleep_until(look_at) => {
-                look_at = (Instant::now() + stall_after / 2).min(deadline);
-                attempts.check_for_stalls(stall_after);
+                let now = Instant::now();
+                // Twice as long for the answer as the silence that raised the question: a
+                // replica busy enough to be slow to answer its health check is not stalled.
+                attempts.check_for_stalls(stall_after * 2);
                 if attempts.waiting_only_on_stalls() {
                     if !attempts.route_around_stall() {
                         break Err(ShardError::Unavailable(
                             "every replica asked has stalled and no live one is left".into(),
                         ));
                     }
-                } else if first && hedging {
+                } else if hedge_at.is_some_and(|at| now >= at) {
+                    hedge_at = None;
                     attempts.hedge();
                 }
-                first = false;
+                look_at = next_look(now, hedge_at);
             }
         }
     };
