@@ -32,10 +32,10 @@ pub enum Command {
     Up(UpArgs),
     /// Run one leaf (what `fanout-leaf` runs).
     #[command(hide = true)]
-    Leaf(fanout_leaf::cli::Args),
+    Leaf(Box<fanout_leaf::cli::Args>),
     /// Run one root (what `fanout-root` runs).
     #[command(hide = true)]
-    Root(fanout_root::cli::Args),
+    Root(Box<fanout_root::cli::Args>),
 }
 
 /// How `up` starts the cluster.
@@ -187,11 +187,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Up(args)) => up(args).await,
         Some(Command::Leaf(args)) => {
             fanout_leaf::cli::init_tracing();
-            fanout_leaf::cli::run(args).await
+            fanout_leaf::cli::run(*args).await
         }
         Some(Command::Root(args)) => {
             fanout_leaf::cli::init_tracing();
-            fanout_root::cli::run(args).await
+            fanout_root::cli::run(*args).await
         }
     }
 }

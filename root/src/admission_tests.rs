@@ -174,13 +174,30 @@ async fn a_search_that_lost_a_shard_to_the_load_shrinks_the_limit() {
     let gate = Admission::new(&AdmissionPolicy::default());
     let deadline = Instant::now() + ms(2_000);
     let before = gate.limit();
+    // With one search running the limit holds nothing back: a drop says nothing.
     let mut permit = gate.admit(deadline).await.unwrap();
     permit.overloaded();
     drop(permit);
+    assert_eq!(gate.limit(), before);
+    // With every place taken, it does.
+    let mut full: Vec<_> = futures::future::join_all((0..before).map(|_| gate.admit(deadline)))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let mut last = full.pop().unwrap();
+    last.overloaded();
+    drop(last);
     assert_eq!(gate.limit(), before * 9 / 10);
+    drop(full);
     for _ in 0..100 {
-        let mut permit = gate.admit(deadline).await.unwrap();
-        permit.overloaded();
+        let mut permits: Vec<_> =
+            futures::future::join_all((0..gate.limit()).map(|_| gate.admit(deadline)))
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+        permits[0].overloaded();
     }
     assert_eq!(gate.limit(), AdmissionPolicy::default().min_in_flight);
 }

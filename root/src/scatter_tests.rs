@@ -262,7 +262,9 @@ async fn a_dead_replica_is_ejected_then_readmitted_after_its_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn at_the_deadline_the_answered_shards_come_back_and_the_rest_are_named() {
-    let config = RootConfig::default();
+    // Stall detection slower than the deadline: the deadline must hold on its own.
+    let mut config = RootConfig::default();
+    config.replica.stall_after = ms(10_000);
     let stalled = || FakeLeaf::with(Behaviour::Stall);
     let (s1a, s1b) = (stalled(), stalled());
     let cluster = cluster(
