@@ -157,15 +157,7 @@ async fn cluster() -> (Vec<LeafHandle>, Vec<Proxy>, String) {
 }
 
 async fn search(http: &str, q: &str) -> (u16, Option<String>, Value) {
-    let response = reqwest::get(format!("{http}/v1/search?q={q}&hedge=false"))
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    (status, retry_after, response.json().await.unwrap())
+    support::get(&format!("{http}/v1/search?q={q}&hedge=false")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 
 mod support;
 
+use support::get;
+
 /// A "replica" that accepts connections and reads everything, never answering: a process that
 /// is stopped, as far as its peers can tell.
 async fn silent_replica() -> std::net::SocketAddr {
@@ -27,16 +29,6 @@ async fn silent_replica() -> std::net::SocketAddr {
         }
     });
     addr
-}
-
-async fn get(url: &str) -> (u16, Option<String>, Value) {
-    let response = reqwest::get(url).await.unwrap();
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_string());
-    (status, retry_after, response.json().await.unwrap())
 }
 
 #[tokio::test]

@@ -60,3 +60,14 @@ pub async fn empty_leaf() -> (LeafHandle, Topology) {
     let topology = Topology::from_specs(&[format!("0={}", leaf.addr)]).unwrap();
     (leaf, topology)
 }
+
+/// GETs `url`: the status, the `Retry-After` header if any, and the JSON body.
+pub async fn get(url: &str) -> (u16, Option<String>, serde_json::Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, retry_after, response.json().await.unwrap())
+}
