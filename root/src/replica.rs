@@ -40,7 +40,8 @@ pub struct ReplicaPolicy {
     /// Longest ejection. Default 30 s.
     pub max_backoff: Duration,
     /// How long a replica with requests outstanding may go without answering any before it
-    /// is asked whether it is alive; the question waits twice as long. Default 50 ms.
+    /// is asked whether it is alive; the question waits twice as long, and at least 250 ms.
+    /// Default 50 ms.
     pub stall_after: Duration,
 }
 

@@ -346,6 +346,14 @@ impl<'a> Attempts<'a> {
     }
 }
 
+/// How long a stall's health check waits: twice the silence that raised the question, and at
+/// least 250 ms. A replica busy enough to be slow to answer its health check is not stalled:
+/// with 100 ms, a healthy leaf running costly queries on saturated cores (a test suite's debug
+/// build) was taken for stalled and its shard failed at once.
+pub fn stall_check_timeout(stall_after: Duration) -> Duration {
+    (stall_after * 2).max(Duration::from_millis(250))
+}
+
 /// Searches one shard with replica choice, hedging, retries and the deadline.
 pub async fn search_shard(
     set: &ReplicaSet,
@@ -422,9 +430,7 @@ pub async fn search_shard(
             }
             _ = tokio::time::sleep_until(look_at) => {
                 let now = Instant::now();
-                // Twice as long for the answer as the silence that raised the question: a
-                // replica busy enough to be slow to answer its health check is not stalled.
-                attempts.check_for_stalls(stall_after * 2);
+                attempts.check_for_stalls(stall_check_timeout(stall_after));
                 if attempts.waiting_only_on_stalls() {
                     if !attempts.route_around_stall() {
                         break Err(ShardError::Unavailable(
